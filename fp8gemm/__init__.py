@@ -1,0 +1,40 @@
+"""fp8gemm: FP8 GEMMs for NVIDIA Hopper with DeepSeek-V3 fine-grained scaling.
+
+Activations are scaled per 1x128 block, weights per 128x128 block, accumulation is FP32 and the
+output BF16. Dense, M-grouped contiguous and M-grouped masked GEMMs; kernels are JIT-compiled.
+"""
+
+from .device import get_num_sms, set_num_sms
+from .gemm import (
+    fp8_gemm_nt,
+    gemm_fp8_fp8_bf16_nt,
+    m_grouped_fp8_gemm_nt_contiguous,
+    m_grouped_fp8_gemm_nt_masked,
+    m_grouped_gemm_fp8_fp8_bf16_nt_contiguous,
+    m_grouped_gemm_fp8_fp8_bf16_nt_masked,
+)
+from .layout import (
+    get_col_major_tma_aligned_tensor,
+    get_m_alignment_for_contiguous_layout,
+    get_tma_aligned_size,
+)
+from .quant import per_block_cast_to_fp8, per_token_cast_to_fp8
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "gemm_fp8_fp8_bf16_nt",
+    "m_grouped_gemm_fp8_fp8_bf16_nt_contiguous",
+    "m_grouped_gemm_fp8_fp8_bf16_nt_masked",
+    "fp8_gemm_nt",
+    "m_grouped_fp8_gemm_nt_contiguous",
+    "m_grouped_fp8_gemm_nt_masked",
+    "set_num_sms",
+    "get_num_sms",
+    "get_tma_aligned_size",
+    "get_col_major_tma_aligned_tensor",
+    "get_m_alignment_for_contiguous_layout",
+    "per_token_cast_to_fp8",
+    "per_block_cast_to_fp8",
+]

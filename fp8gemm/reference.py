@@ -1,0 +1,165 @@
+"""The exact semantics of the three GEMMs, in plain torch, on any device (the spec the kernels meet).
+
+For one output element (``nb = j // 128``, K split into blocks of 128, the last one possibly shorter):
+
+    out[i, j] = bf16( sum over kb of  (sa[i, kb] * sb[nb, kb]) * P[i, j, kb] )
+    P[i, j, kb] = sum over k in block kb of  float(a[i, k]) * float(b[j, k])
+
+with P and the outer sum in FP32, blocks added in increasing kb order. The work goes block by block
+over K and in chunks of rows, so no full FP32 copy of A, B or a 3D intermediate is ever made: the
+largest DeepSeek-V3 shapes run on a CPU with a few GB of memory (slowly).
+
+Functions here do not validate their arguments beyond what they need; the public entry points in
+`fp8gemm.gemm` do. ``sa`` may be row-major or TMA-aligned column-major (any strides work).
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "gemm_nt_reference",
+    "m_grouped_contiguous_reference",
+    "m_grouped_masked_reference",
+    "gemm_nt",
+    "m_grouped_contiguous",
+    "m_grouped_masked",
+]
+
+BLOCK = 128
+# A chunk of rows is sized so that its FP32 accumulator holds at most this many elements (64 MiB);
+# the peak extra memory is a few such buffers plus one FP32 K block of B.
+_MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+def _rows_per_chunk(n: int) -> int:
+    return max(1, _MAX_CHUNK_ELEMENTS // max(n, 1))
+
+
+def _dense_fp32(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """FP32 result ``[rows, n]`` of a small chunk of rows: a ``[rows, k]``, sa ``[rows, kb]``."""
+    rows, k = a.shape
+    n = b.shape[0]
+    acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
+    for kb, k0 in enumerate(range(0, k, BLOCK)):
+        k1 = min(k0 + BLOCK, k)
+        partial = a[:, k0:k1].float() @ b[:, k0:k1].float().t()
+        # sb[j // 128, kb] for every column j of this block.
+        sb_cols = sb[:, kb].float().repeat_interleave(BLOCK)[:n]
+        acc += partial * (sa[:, kb].float().unsqueeze(1) * sb_cols.unsqueeze(0))
+    return acc
+
+
+def _dense_into(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor
+) -> None:
+    """out[m, n] (a view is fine) = the GEMM of a[m, k] with b[n, k], row chunk by row chunk."""
+    step = _rows_per_chunk(b.shape[0])
+    for r0 in range(0, a.shape[0], step):
+        r1 = min(r0 + step, a.shape[0])
+        out[r0:r1] = _dense_fp32(a[r0:r1], sa[r0:r1], b, sb).to(out.dtype)
+
+
+def gemm_nt_reference(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor
+) -> None:
+    """Dense ``out = A @ B^T`` with fine-grained scales, written into ``out``.
+
+    Args:
+        a: float8_e4m3fn ``[m, k]``.
+        sa: float32 ``[m, ceil(k / 128)]``, one scale per 1x128 block of ``a`` (any layout).
+        b: float8_e4m3fn ``[n, k]`` (B transposed, K-major).
+        sb: float32 ``[ceil(n / 128), ceil(k / 128)]``, one scale per 128x128 block of ``b``.
+        out: bfloat16 ``[m, n]``, overwritten.
+    """
+    _dense_into(a, sa, b, sb, out)
+
+
+def m_grouped_contiguous_reference(
+    a: torch.Tensor,
+    sa: torch.Tensor,
+    b: torch.Tensor,
+    sb: torch.Tensor,
+    out: torch.Tensor,
+    m_indices: torch.Tensor,
+) -> None:
+    """M-grouped GEMM, groups concatenated along M: ``out[i] = A[i] @ B[m_indices[i]]^T``.
+
+    Args:
+        a: float8_e4m3fn ``[M, k]``; sa: float32 ``[M, ceil(k / 128)]``.
+        b: float8_e4m3fn ``[g, n, k]``; sb: float32 ``[g, ceil(n / 128), ceil(k / 128)]``.
+        out: bfloat16 ``[M, n]``; rows whose ``m_indices`` is -1 are left untouched.
+        m_indices: integer ``[M]``, the group of each row in ``[0, g)`` or -1 for a padding row.
+
+    Raises:
+        ValueError: an index outside ``[-1, g)``.
+    """
+    groups = b.shape[0]
+    indices = m_indices.to(device=a.device, dtype=torch.int64)
+    bad = (indices < -1) | (indices >= groups)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"m_indices: expected values in [-1, {groups}), got {int(indices[first])} at row {first}"
+        )
+    step = _rows_per_chunk(b.shape[1])
+    for g in range(groups):
+        rows = (indices == g).nonzero().squeeze(1)
+        for r0 in range(0, rows.numel(), step):
+            idx = rows[r0 : r0 + step]
+            result = _dense_fp32(a.index_select(0, idx), sa.index_select(0, idx), b[g], sb[g])
+            out.index_copy_(0, idx, result.to(out.dtype))
+
+
+def m_grouped_masked_reference(
+    a: torch.Tensor,
+    sa: torch.Tensor,
+    b: torch.Tensor,
+    sb: torch.Tensor,
+    out: torch.Tensor,
+    masked_m: torch.Tensor,
+) -> None:
+    """M-grouped GEMM with a padded group dimension: ``out[g, :masked_m[g]] = A[g, :masked_m[g]] @ B[g]^T``.
+
+    Args:
+        a: float8_e4m3fn ``[g, max_m, k]``; sa: float32 ``[g, max_m, ceil(k / 128)]``.
+        b: float8_e4m3fn ``[g, n, k]``; sb: float32 ``[g, ceil(n / 128), ceil(k / 128)]``.
+        out: bfloat16 ``[g, max_m, n]``; rows at or past ``masked_m[g]`` are left untouched.
+        masked_m: integer ``[g]``, valid rows per group, clamped to ``[0, max_m]``.
+    """
+    max_m = a.shape[1]
+    for g, valid in enumerate(masked_m.tolist()):
+        rows = min(max(int(valid), 0), max_m)
+        if rows:
+            _dense_into(a[g, :rows], sa[g, :rows], b[g], sb[g], out[g, :rows])
+
+
+def _new_out(rows_shape: tuple[int, ...], n: int, device: torch.device) -> torch.Tensor:
+    return torch.zeros((*rows_shape, n), dtype=torch.bfloat16, device=device)
+
+
+def gemm_nt(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """Functional `gemm_nt_reference`: returns a new bfloat16 ``[m, n]`` tensor."""
+    out = _new_out((a.shape[0],), b.shape[0], a.device)
+    gemm_nt_reference(a, sa, b, sb, out)
+    return out
+
+
+def m_grouped_contiguous(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, m_indices: torch.Tensor
+) -> torch.Tensor:
+    """Functional `m_grouped_contiguous_reference`: returns a new bfloat16 ``[M, n]`` tensor whose
+    padding rows (``m_indices == -1``) are zero."""
+    out = _new_out((a.shape[0],), b.shape[1], a.device)
+    m_grouped_contiguous_reference(a, sa, b, sb, out, m_indices)
+    return out
+
+
+def m_grouped_masked(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, masked_m: torch.Tensor
+) -> torch.Tensor:
+    """Functional `m_grouped_masked_reference`: returns a new bfloat16 ``[g, max_m, n]`` tensor whose
+    rows past ``masked_m`` are zero."""
+    out = _new_out(tuple(a.shape[:2]), b.shape[1], a.device)
+    m_grouped_masked_reference(a, sa, b, sb, out, masked_m)
+    return out

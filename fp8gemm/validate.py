@@ -1,0 +1,207 @@
+"""Argument checks for the public GEMMs: everything generic, before anything is computed or launched.
+
+Each check raises `TypeError` (wrong kind of object or dtype) or `ValueError` (rank, shape, stride,
+alignment, device, group count) with a message of the form ``"<argument>: expected <what>, got <what>"``.
+Limits of one particular kernel (say N a multiple of 64) are not checked here; the launch layer does.
+
+Requirements checked:
+    - ``lhs`` and ``rhs`` are pairs ``(tensor, scales)``.
+    - ``a``, ``b``: float8_e4m3fn, contiguous (K-major), row stride a multiple of 16 bytes (K % 16 == 0),
+      since TMA needs 16-byte aligned global strides.
+    - ``sa``: float32, shape ``[..., m, ceil(k / 128)]``, row-major contiguous or TMA-aligned column-major.
+    - ``sb``: float32, shape ``[..., ceil(n / 128), ceil(k / 128)]``, contiguous.
+    - ``out``: bfloat16, contiguous, row stride a multiple of 16 bytes (N % 8 == 0).
+    - ``m_indices``: int32 ``[M]`` contiguous; ``masked_m``: int32 ``[g]`` contiguous; ``expected_m`` a
+      positive int; group counts agree; every tensor on one device, CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .layout import is_col_major_tma_aligned
+
+__all__ = [
+    "check_dense",
+    "check_contiguous",
+    "check_masked",
+    "check_pair",
+    "check_tensor",
+    "check_devices",
+]
+
+BLOCK = 128
+_TMA_ALIGNMENT_BYTES = 16
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+def _ceil_div(x: int, y: int) -> int:
+    return (x + y - 1) // y
+
+
+def check_pair(value: object, name: str) -> Pair:
+    """``value`` must be a tuple or list of exactly two tensors ``(data, scales)``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name}: expected a pair (fp8 tensor, float32 scales), got {type(value).__name__}"
+                        + (f" of length {len(value)}" if isinstance(value, Sequence) else ""))
+    data, scales = value
+    for part, label in ((data, f"{name}[0]"), (scales, f"{name}[1]")):
+        if not isinstance(part, torch.Tensor):
+            raise TypeError(f"{label}: expected a torch.Tensor, got {type(part).__name__}")
+    return data, scales
+
+
+def check_tensor(x: object, name: str, dtype: torch.dtype, dim: int) -> torch.Tensor:
+    """``x`` must be a tensor of ``dtype`` with ``dim`` dimensions."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {x.dtype}")
+    if x.dim() != dim:
+        raise ValueError(f"{name}: expected {dim} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_shape(x: torch.Tensor, name: str, expected: tuple[int, ...], meaning: str) -> None:
+    if tuple(x.shape) != expected:
+        raise ValueError(f"{name}: expected shape {list(expected)} ({meaning}), got {list(x.shape)}")
+
+
+def _check_k_major(x: torch.Tensor, name: str) -> None:
+    if not x.is_contiguous():
+        raise ValueError(f"{name}: expected a contiguous (K-major) tensor, got strides {x.stride()}")
+    row_bytes = x.shape[-1] * x.element_size()
+    if row_bytes % _TMA_ALIGNMENT_BYTES:
+        raise ValueError(
+            f"{name}: expected a row stride that is a multiple of {_TMA_ALIGNMENT_BYTES} bytes "
+            f"(last dim % {_TMA_ALIGNMENT_BYTES // x.element_size()} == 0), got {x.shape[-1]} elements "
+            f"= {row_bytes} bytes"
+        )
+
+
+def _check_sa_layout(sa: torch.Tensor) -> None:
+    if not (sa.is_contiguous() or is_col_major_tma_aligned(sa)):
+        raise ValueError(
+            "sa: expected a row-major contiguous or TMA-aligned column-major tensor "
+            f"(see get_col_major_tma_aligned_tensor), got shape {list(sa.shape)} with strides {sa.stride()}"
+        )
+
+
+def _check_contiguous(x: torch.Tensor, name: str) -> None:
+    if not x.is_contiguous():
+        raise ValueError(f"{name}: expected a contiguous tensor, got strides {x.stride()}")
+
+
+def check_devices(**tensors: torch.Tensor) -> torch.device:
+    """All tensors must be on one device, and that device CPU or CUDA. Returns it."""
+    items = list(tensors.items())
+    first_name, first = items[0]
+    if first.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{first_name}: expected a CPU or CUDA tensor, got device {first.device}")
+    for name, x in items[1:]:
+        if x.device != first.device:
+            raise ValueError(
+                f"{name}: expected device {first.device} (the device of {first_name}), got {x.device}"
+            )
+    return first.device
+
+
+def _check_operands(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor
+) -> None:
+    """Shapes shared by all three GEMMs; ranks are already checked. Leading dims of b/sb (groups) and
+    of a/sa/out (rows) are compared by the callers."""
+    m_dims = a.shape[:-1]
+    k = a.shape[-1]
+    n, kb_of_b = b.shape[-2], b.shape[-1]
+    if kb_of_b != k:
+        raise ValueError(f"b: expected K = {k} (the last dim of a), got shape {list(b.shape)}")
+    if k == 0 or n == 0:
+        raise ValueError(f"b: expected n > 0 and k > 0, got shape {list(b.shape)}")
+    kb, nb = _ceil_div(k, BLOCK), _ceil_div(n, BLOCK)
+    _check_shape(sa, "sa", (*m_dims, kb), "rows of a, ceil(k/128)")
+    _check_shape(sb, "sb", (*b.shape[:-2], nb, kb), "ceil(n/128), ceil(k/128)")
+    _check_shape(out, "out", (*m_dims, n), "rows of a, n")
+    _check_k_major(a, "a")
+    _check_k_major(b, "b")
+    _check_sa_layout(sa)
+    _check_contiguous(sb, "sb")
+    _check_k_major(out, "out")
+
+
+def _unpack(lhs: object, rhs: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    a, sa = check_pair(lhs, "lhs")
+    b, sb = check_pair(rhs, "rhs")
+    return a, sa, b, sb
+
+
+def _check_dtypes_and_ranks(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
+    a_dim: int, b_dim: int,
+) -> None:
+    check_tensor(a, "a", torch.float8_e4m3fn, a_dim)
+    check_tensor(sa, "sa", torch.float32, a_dim)
+    check_tensor(b, "b", torch.float8_e4m3fn, b_dim)
+    check_tensor(sb, "sb", torch.float32, b_dim)
+    check_tensor(out, "out", torch.bfloat16, a_dim)
+
+
+def check_dense(lhs: object, rhs: object, out: object) -> tuple[torch.Tensor, ...]:
+    """Validate `gemm_fp8_fp8_bf16_nt` arguments; returns ``(a, sa, b, sb)``.
+
+    a ``[m, k]`` e4m3, sa ``[m, ceil(k/128)]`` f32, b ``[n, k]`` e4m3, sb ``[ceil(n/128), ceil(k/128)]`` f32,
+    out ``[m, n]`` bf16.
+    """
+    a, sa, b, sb = _unpack(lhs, rhs)
+    _check_dtypes_and_ranks(a, sa, b, sb, out, 2, 2)
+    check_devices(a=a, sa=sa, b=b, sb=sb, out=out)
+    _check_operands(a, sa, b, sb, out)
+    return a, sa, b, sb
+
+
+def check_contiguous(lhs: object, rhs: object, out: object, m_indices: object) -> tuple[torch.Tensor, ...]:
+    """Validate `m_grouped_gemm_fp8_fp8_bf16_nt_contiguous` arguments; returns ``(a, sa, b, sb)``.
+
+    a ``[M, k]`` e4m3, sa ``[M, ceil(k/128)]`` f32, b ``[g, n, k]`` e4m3, sb ``[g, ceil(n/128), ceil(k/128)]``
+    f32, out ``[M, n]`` bf16, m_indices int32 ``[M]``. The values of m_indices are not read here (that
+    would synchronize with the GPU).
+    """
+    a, sa, b, sb = _unpack(lhs, rhs)
+    _check_dtypes_and_ranks(a, sa, b, sb, out, 2, 3)
+    check_tensor(m_indices, "m_indices", torch.int32, 1)
+    check_devices(a=a, sa=sa, b=b, sb=sb, out=out, m_indices=m_indices)
+    if b.shape[0] == 0:
+        raise ValueError(f"b: expected at least one group, got shape {list(b.shape)}")
+    _check_operands(a, sa, b, sb, out)
+    _check_shape(m_indices, "m_indices", (a.shape[0],), "one group index per row of a")
+    _check_contiguous(m_indices, "m_indices")
+    return a, sa, b, sb
+
+
+def check_masked(
+    lhs: object, rhs: object, out: object, masked_m: object, expected_m: object
+) -> tuple[torch.Tensor, ...]:
+    """Validate `m_grouped_gemm_fp8_fp8_bf16_nt_masked` arguments; returns ``(a, sa, b, sb)``.
+
+    a ``[g, max_m, k]`` e4m3, sa ``[g, max_m, ceil(k/128)]`` f32, b ``[g, n, k]`` e4m3,
+    sb ``[g, ceil(n/128), ceil(k/128)]`` f32, out ``[g, max_m, n]`` bf16, masked_m int32 ``[g]``,
+    expected_m a positive Python int.
+    """
+    a, sa, b, sb = _unpack(lhs, rhs)
+    _check_dtypes_and_ranks(a, sa, b, sb, out, 3, 3)
+    check_tensor(masked_m, "masked_m", torch.int32, 1)
+    if isinstance(expected_m, bool) or not isinstance(expected_m, int):
+        raise TypeError(f"expected_m: expected a positive int, got {type(expected_m).__name__}")
+    if expected_m <= 0:
+        raise ValueError(f"expected_m: expected a positive int, got {expected_m}")
+    check_devices(a=a, sa=sa, b=b, sb=sb, out=out, masked_m=masked_m)
+    if b.shape[0] != a.shape[0]:
+        raise ValueError(f"b: expected {a.shape[0]} groups (the first dim of a), got shape {list(b.shape)}")
+    if b.shape[0] == 0:
+        raise ValueError(f"b: expected at least one group, got shape {list(b.shape)}")
+    _check_operands(a, sa, b, sb, out)
+    _check_shape(masked_m, "masked_m", (a.shape[0],), "one valid-row count per group")
+    _check_contiguous(masked_m, "masked_m")
+    return a, sa, b, sb

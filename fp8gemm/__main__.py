@@ -1,0 +1,132 @@
+"""Command line: ``python -m fp8gemm demo | bench | check | precompile``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+
+# DeepSeek-V3 shape for the demo on a Hopper GPU, and a smaller one for the (slow) CPU reference.
+GPU_DEMO_SHAPE = (128, 7168, 2048)
+CPU_DEMO_SHAPE = (64, 512, 1024)
+DIFF_LIMIT = 1e-3
+
+
+def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy measure ``1 - 2 * sum(x*y) / sum(x*x + y*y)`` (0 when equal), computed in float64."""
+    x, y = x.double(), y.double()
+    denominator = (x * x + y * y).sum()
+    return float(1 - 2 * (x * y).sum() / denominator)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import device, gemm, layout, quant, reference
+
+    on_gpu = device.is_sm90_available()
+    if on_gpu:
+        dev, (m, n, k) = torch.device("cuda"), GPU_DEMO_SHAPE
+    else:
+        dev, (m, n, k) = torch.device("cpu"), CPU_DEMO_SHAPE
+        print("No sm_90 (Hopper) GPU found: running the CPU reference path on a smaller shape.")
+    gen = torch.Generator(device=dev).manual_seed(args.seed)
+    x = torch.randn((m, k), generator=gen, device=dev).bfloat16()
+    w = torch.randn((n, k), generator=gen, device=dev).bfloat16()
+    a, sa = quant.per_token_cast_to_fp8(x)
+    b, sb = quant.per_block_cast_to_fp8(w)
+    sa = layout.get_col_major_tma_aligned_tensor(sa)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device=dev)
+
+    path = "fp8gemm kernel" if on_gpu else "CPU reference"
+    try:
+        gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)  # warm-up (JIT compile on a GPU)
+    except NotImplementedError as err:
+        print(f"{err}\nFalling back to the reference implementation on {dev}.")
+        path = f"reference on {dev}"
+
+    def run() -> None:
+        if path.startswith("reference"):
+            reference.gemm_nt_reference(a, sa, b, sb, out)
+        else:
+            gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+
+    expected = x.float() @ w.float().t()
+    diff = calc_diff(out, expected)
+    tflops = 2 * m * n * k / seconds / 1e12
+    print(f"shape m={m} n={n} k={k} on {dev} ({path})")
+    print(f"time {seconds * 1e3:.3f} ms, {tflops:.4f} TFLOPS")
+    print(f"diff vs FP32 product of the unquantized inputs: {diff:.3e} (limit {DIFF_LIMIT:g})")
+    if not diff < DIFF_LIMIT:
+        print("FAILED: the result is less accurate than the limit")
+        return 1
+    print("OK")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from . import __version__, device
+
+    print(f"fp8gemm {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
+    print(f"torch built with CUDA: {torch.version.cuda}; CUDA available: {torch.cuda.is_available()}")
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        print(f"GPU: {props.name}, compute capability {props.major}.{props.minor}")
+    else:
+        print("GPU: none")
+    print(f"sm_90 available: {device.is_sm90_available()}; SMs planned for: {device.get_num_sms()}; "
+          f"max shared memory per block: {device.max_shared_memory_per_block()} bytes")
+    try:
+        from cuda.bindings import nvrtc
+
+        err, major, minor = nvrtc.nvrtcVersion()
+        print(f"NVRTC: {major}.{minor}" if int(err) == 0 else f"NVRTC: error {err}")
+    except Exception as err:  # any failure to load NVRTC is reported, not raised
+        print(f"NVRTC: not available ({type(err).__name__}: {err})")
+    return 0
+
+
+def _delegate(module: str, argv: Sequence[str]) -> int:
+    # bench and precompile live in their own modules, which pull in heavier dependencies.
+    try:
+        mod = importlib.import_module(f"fp8gemm.{module}")
+    except ImportError as err:
+        if err.name not in (f"fp8gemm.{module}", None):
+            raise
+        print(f"`python -m fp8gemm {module}` is not available: fp8gemm.{module} is not part of this "
+              "installation yet.", file=sys.stderr)
+        return 2
+    return int(mod.main(list(argv)) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m fp8gemm``; returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m fp8gemm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="quantize random inputs, run one GEMM, report time and accuracy")
+    demo.add_argument("--seed", type=int, default=0)
+    sub.add_parser("check", help="print the environment: torch, CUDA, GPU, NVRTC")
+    sub.add_parser("bench", help="benchmark (arguments go to fp8gemm.bench)", add_help=False)
+    sub.add_parser("precompile", help="compile kernels ahead of time (arguments go to fp8gemm.precompile)",
+                   add_help=False)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("bench", "precompile"):
+        return _delegate(argv[0], argv[1:])
+    args = parser.parse_args(argv)
+    return _demo(args) if args.command == "demo" else _check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

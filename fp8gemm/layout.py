@@ -49,14 +49,13 @@ def is_col_major_tma_aligned(x: torch.Tensor) -> bool:
     """Whether ``x`` (2D ``[m, kb]`` or 3D ``[g, m, kb]``) already has the TMA-aligned column-major layout.
 
     The layout is strides ``(1, aligned_m)`` (2D) or ``(aligned_m * kb, 1, aligned_m)`` (3D) with
-    ``aligned_m = get_tma_aligned_size(m, x.element_size())``. Strides of dimensions of size 1 are
-    ignored: they never take part in addressing, so any value there describes the same memory.
+    ``aligned_m = get_tma_aligned_size(m, x.element_size())``. Strides are compared exactly, also for
+    dimensions of size 1, because the launch layer builds TMA descriptors from them.
     """
     if x.dim() not in (2, 3):
         return False
     expected = _expected_col_major_strides(tuple(x.shape), x.element_size())
-    dims = zip(x.shape, x.stride(), expected, strict=True)
-    return all(size == 1 or stride == want for size, stride, want in dims)
+    return tuple(x.stride()) == expected
 
 
 def get_col_major_tma_aligned_tensor(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,232 @@
+"""``python -m fp8gemm precompile``: compile, ahead of time, every kernel the heuristics pick for a shape set.
+
+Each shape goes through ``fp8gemm.launch.plan`` (the same choice the GEMMs make at run time); plans
+that share ``(source, kernel_name)`` are compiled once; compiles run in a process pool (an NVRTC call
+through cuda-bindings does not release the GIL, so threads would compile one at a time) and fill the
+on-disk JIT cache. Works without a GPU: the plan then assumes an H200 (132 SMs).
+
+Which ``m`` is planned: dense shapes their own ``m`` (or each of ``m_values``); contiguous shapes the
+total rows ``groups * round_up(m_per_group, 128)``; masked shapes ``expected_m = m_per_group``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fp8gemm.shapes import ShapeSet, load_shapes
+
+__all__ = ["PlanRequest", "PrecompileResult", "plan_requests", "precompile", "main"]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One call of ``launch.plan``: what to plan and the shape it stands for (for the report)."""
+
+    layout: str
+    m: int
+    n: int
+    k: int
+    num_groups: int = 1
+
+    def __str__(self) -> str:
+        groups = f" g={self.num_groups}" if self.layout != "dense" else ""
+        return f"{self.layout} m={self.m} n={self.n} k={self.k}{groups}"
+
+
+@dataclass
+class PrecompileResult:
+    """One distinct kernel: its config, the shapes that use it, and how its compile went."""
+
+    kernel_name: str
+    config: str
+    shapes: list[str] = field(default_factory=list)
+    kernel: object | None = None  # fp8gemm.jit CompiledKernel
+    error: str | None = None
+
+    @property
+    def resources(self) -> object | None:
+        return getattr(self.kernel, "resources", None)
+
+    @property
+    def compile_seconds(self) -> float | None:
+        return getattr(self.kernel, "compile_seconds", None)
+
+    @property
+    def has_spills(self) -> bool:
+        res = self.resources
+        return res is not None and (res.spill_stores > 0 or res.spill_loads > 0)
+
+
+def _round_up(x: int, y: int) -> int:
+    return (x + y - 1) // y * y
+
+
+def plan_requests(shapes: ShapeSet, m_values: list[int] | None = None) -> list[PlanRequest]:
+    """The ``launch.plan`` calls for a shape set (see the module docstring for the ``m`` chosen)."""
+    requests = []
+    for s in shapes.dense:
+        for m in m_values or [s.m]:
+            requests.append(PlanRequest("dense", m, s.n, s.k))
+    for s in shapes.contiguous:
+        requests.append(
+            PlanRequest("contiguous", s.groups * _round_up(s.m_per_group, 128), s.n, s.k, s.groups)
+        )
+    for s in shapes.masked:
+        requests.append(PlanRequest("masked", s.m_per_group, s.n, s.k, s.groups))
+    return requests
+
+
+def _compile_cuda():
+    try:
+        from fp8gemm.jit import compile_cuda
+    except ImportError:  # the jit package may not re-export it
+        from fp8gemm.jit.compiler import compile_cuda
+    return compile_cuda
+
+
+def _compile_one(source: str, kernel_name: str) -> tuple[object | None, str | None]:
+    """Worker: compile one kernel; errors come back as text (exceptions with extra state may not pickle)."""
+    try:
+        return _compile_cuda()(source, kernel_name), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _progress(done: int, total: int, enabled: bool, started: float) -> None:
+    if enabled:
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        end = "\n" if done == total else ""
+        print(
+            f"\r[precompile] [{bar}] {done}/{total} kernels, {time.perf_counter() - started:.1f} s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _executor(jobs: int) -> cf.Executor:
+    import torch
+
+    # fork is fast, but unsafe once this process has initialised CUDA (e.g. inside the GPU tests).
+    method = "spawn" if torch.cuda.is_initialized() else "fork"
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
+
+
+def precompile(
+    shapes: ShapeSet | str | Path | None = None,
+    *,
+    m_values: list[int] | None = None,
+    num_sms: int | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> list[PrecompileResult]:
+    """Plan every shape, compile each distinct kernel once, in parallel; return one result per kernel.
+
+    Args:
+        shapes: a :class:`ShapeSet`, a shapes.json path, or None for the packaged shapes.
+        m_values: plan each dense ``(n, k)`` for these M instead of the file's M.
+        num_sms: SM count to plan for; default: the current GPU's, or 132 without a GPU.
+        jobs: worker processes; default: the CPU count. 1 compiles in this process.
+        progress: draw a progress line on stderr.
+
+    Raises:
+        ImportError: when ``fp8gemm.launch.plan`` does not exist yet. Compile errors do not raise:
+        they are in the results' ``error``.
+    """
+    from fp8gemm import device, launch
+
+    if not hasattr(launch, "plan"):
+        raise ImportError("fp8gemm.launch.plan is not available yet: nothing to precompile")
+    if not isinstance(shapes, ShapeSet):
+        shapes = load_shapes(shapes)
+    num_sms = num_sms or device.get_num_sms()
+
+    kernels: dict[tuple[str, str], PrecompileResult] = {}
+    for request in plan_requests(shapes, m_values):
+        plan = launch.plan(
+            request.layout, request.m, request.n, request.k, num_groups=request.num_groups, num_sms=num_sms
+        )
+        key = (plan.source, plan.kernel_name)
+        if key not in kernels:
+            kernels[key] = PrecompileResult(plan.kernel_name, str(plan.config))
+        kernels[key].shapes.append(str(request))
+
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(kernels)))
+    started = time.perf_counter()
+    _progress(0, len(kernels), progress, started)
+    if jobs == 1:
+        for done, ((source, name), result) in enumerate(kernels.items(), 1):
+            result.kernel, result.error = _compile_one(source, name)
+            _progress(done, len(kernels), progress, started)
+    else:
+        with _executor(jobs) as pool:
+            futures = {
+                pool.submit(_compile_one, source, name): result for (source, name), result in kernels.items()
+            }
+            for done, future in enumerate(cf.as_completed(futures), 1):
+                result = futures[future]
+                try:
+                    result.kernel, result.error = future.result()
+                except Exception as exc:  # a worker died (e.g. out of memory)
+                    result.error = f"{type(exc).__name__}: {exc}"
+                _progress(done, len(kernels), progress, started)
+    return list(kernels.values())
+
+
+def format_results(results: list[PrecompileResult]) -> str:
+    """One line per kernel: config, registers, spills, compile time (or the error)."""
+    lines = [f"{'regs':>5} {'spill st/ld':>11} {'compile s':>9}  kernel / config / shapes"]
+    for r in results:
+        res = r.resources
+        if r.error or res is None:
+            lines.append(f"{'-':>5} {'-':>11} {'-':>9}  {r.kernel_name}: FAILED {r.error}")
+            continue
+        spills = f"{res.spill_stores}/{res.spill_loads}"
+        warn = "  SPILLS" if r.has_spills else ""
+        lines.append(f"{res.registers:>5} {spills:>11} {r.compile_seconds:>9.2f}  {r.kernel_name}{warn}")
+        lines.append(f"{'':>28}{r.config}")
+        lines.append(f"{'':>28}for {', '.join(r.shapes)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI; exit status 1 when any kernel failed to compile or spills."""
+    parser = argparse.ArgumentParser(prog="python -m fp8gemm precompile", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--shapes", type=Path, help="shapes file (shapes.json format); default: the packaged one"
+    )
+    parser.add_argument("--jobs", type=int, help="worker processes (default: CPU count)")
+    parser.add_argument("--num-sms", type=int, help="SM count to plan for (default: the GPU's, or 132)")
+    parser.add_argument(
+        "--m", type=int, action="append", dest="m_values", help="plan dense shapes for this M"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        results = precompile(
+            args.shapes, m_values=args.m_values, num_sms=args.num_sms, jobs=args.jobs, progress=not args.quiet
+        )
+    except ImportError as exc:
+        print(f"precompile: {exc}", file=sys.stderr)
+        return 2
+    print(format_results(results))
+    failed = sum(1 for r in results if r.error)
+    spilled = sum(1 for r in results if r.has_spills)
+    print(
+        f"{len(results)} kernels in {time.perf_counter() - started:.1f} s: {failed} failed, {spilled} spill"
+    )
+    return 1 if failed or spilled else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

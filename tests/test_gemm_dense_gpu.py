@@ -1,0 +1,145 @@
+"""Dense GEMM on an H200: every shape of shapes.json and random shapes against the reference and the
+unquantized product; NaN-poisoned outputs; bitwise-repeatable results; CUDA graphs; two streams."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from fp8gemm import gemm
+from fp8gemm.device import is_sm90_available
+from fp8gemm.shapes import load_shapes
+from fp8gemm.testing import DenseInputs, calc_diff, make_dense_inputs, reference_dense, unquantized_product
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not is_sm90_available(), reason="needs an sm_90 (Hopper) GPU"),
+]
+
+# Against the reference only the tensor cores' rounding inside a 128-wide K block differs, so the BF16
+# outputs agree to about one BF16 ulp; against the unquantized product, FP8 noise dominates.
+DIFF_VS_REFERENCE = 1e-5
+MAX_ERR_VS_REFERENCE = 1e-2  # times max |reference|: a few BF16 ulps of the largest output
+DIFF_VS_UNQUANTIZED = 1e-3
+
+
+def _random_shapes(count: int, seed: int = 1234) -> list[tuple[int, int, int]]:
+    rng = random.Random(seed)
+    shapes = []
+    for _ in range(count):
+        m = min(8192, max(1, round(2 ** rng.uniform(0, 13))))  # log-uniform: small M as often as large
+        shapes.append((m, 64 * rng.randint(1, 128), 128 * rng.randint(1, 64)))
+    return shapes
+
+
+DENSE = [(s.m, s.n, s.k) for s in load_shapes().dense]
+RANDOM = _random_shapes(56)
+
+
+def _run(x: DenseInputs, out: torch.Tensor) -> torch.Tensor:
+    out.fill_(float("nan"))  # poison: every element must be written
+    gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+    return out
+
+
+def _check(out: torch.Tensor, x: DenseInputs, ref: torch.Tensor | None = None) -> None:
+    torch.cuda.synchronize()
+    assert not out.isnan().any(), f"{int(out.isnan().sum())} outputs not written (still NaN)"
+    assert out.isfinite().all()
+    ref = reference_dense(x.a, x.sa, x.b, x.sb) if ref is None else ref
+    assert calc_diff(out, ref) < DIFF_VS_REFERENCE
+    scale = ref.float().abs().max().clamp(min=1e-6)
+    max_err = (out.float() - ref.float()).abs().max()
+    assert max_err <= MAX_ERR_VS_REFERENCE * scale, (
+        f"max abs error {float(max_err)} vs max |ref| {float(scale)}"
+    )
+    assert calc_diff(out, unquantized_product(x.a_bf16, x.b_bf16)) < DIFF_VS_UNQUANTIZED
+
+
+def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return torch.equal(x.view(torch.int16), y.view(torch.int16))
+
+
+@pytest.mark.parametrize(("m", "n", "k"), DENSE, ids=[f"{m}x{n}x{k}" for m, n, k in DENSE])
+def test_benchmark_shapes(m: int, n: int, k: int) -> None:
+    x = make_dense_inputs(m, n, k, seed=m + n + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
+@pytest.mark.parametrize(("m", "n", "k"), RANDOM, ids=[f"{m}x{n}x{k}" for m, n, k in RANDOM])
+def test_random_shapes(m: int, n: int, k: int) -> None:
+    x = make_dense_inputs(m, n, k, seed=7 * m + n + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
+def test_row_major_scales_give_the_same_result() -> None:
+    x = make_dense_inputs(300, 1024, 2048, seed=3)
+    fast = _run(x, torch.empty((300, 1024), dtype=torch.bfloat16, device="cuda")).clone()
+    slow = torch.full_like(fast, float("nan"))
+    gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa), (x.b, x.sb), slow)
+    torch.cuda.synchronize()
+    assert _same_bits(fast, slow)
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "k"), [(1, 2112, 7168), (128, 7168, 2048), (4096, 4096, 7168), (777, 576, 1536)]
+)
+def test_repeated_runs_are_bitwise_identical(m: int, n: int, k: int) -> None:
+    x = make_dense_inputs(m, n, k, seed=11)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    first = _run(x, out).clone()
+    _check(first, x)
+    for _ in range(5):
+        assert _same_bits(_run(x, out), first)
+
+
+def test_cuda_graph_capture_and_replay() -> None:
+    m, n, k = 256, 4096, 7168
+    x = make_dense_inputs(m, n, k, seed=5)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (JIT compile, allocations) outside the capture
+        gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+    for seed in (5, 6, 7):
+        # New values in the captured buffers: the replay must use them.
+        y = make_dense_inputs(m, n, k, seed=seed)
+        x.a.copy_(y.a)
+        x.sa_tma.copy_(y.sa_tma)
+        x.b.copy_(y.b)
+        x.sb.copy_(y.sb)
+        out.fill_(float("nan"))
+        graph.replay()
+        _check(out, y)
+
+
+def test_two_streams_at_once() -> None:
+    shapes = [(128, 4096, 7168), (4096, 2112, 7168)]
+    inputs = [make_dense_inputs(m, n, k, seed=i) for i, (m, n, k) in enumerate(shapes)]
+    outs = [torch.empty((m, n), dtype=torch.bfloat16, device="cuda") for m, n, _ in shapes]
+    expected = [_run(x, out).clone() for x, out in zip(inputs, outs, strict=True)]
+    for x, e in zip(inputs, expected, strict=True):
+        _check(e, x)
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    for out in outs:
+        out.fill_(float("nan"))
+    for s in streams:
+        s.wait_stream(torch.cuda.current_stream())
+    for _ in range(10):  # interleave launches so the kernels overlap on the GPU
+        for s, x, out in zip(streams, inputs, outs, strict=True):
+            with torch.cuda.stream(s):
+                gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+    for s in streams:
+        torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    for out, e in zip(outs, expected, strict=True):
+        assert _same_bits(out, e)

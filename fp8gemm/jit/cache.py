@@ -290,7 +290,8 @@ def _build_locked(root: Path, entry: Path, key: str, compile_fn: Callable[[Path]
         try:
             _write_entry(entry, kernel)
         except OSError as e:  # e.g. disk full: the kernel is still good for this process
-            warnings.warn(f"fp8gemm: could not store kernel in cache {entry}: {e}", RuntimeWarning, stacklevel=4)
+            warnings.warn(f"fp8gemm: could not store kernel in cache {entry}: {e}", RuntimeWarning,
+                          stacklevel=4)
         return kernel
     finally:
         if lock is not None:

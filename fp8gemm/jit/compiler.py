@@ -16,8 +16,14 @@ import time
 from pathlib import Path
 
 from . import cache, env, tools
-from .artifacts import UNKNOWN_RESOURCES, CompiledKernel, CompileError, PtxasResources, parse_ptxas_log
-from .artifacts import parse_res_usage
+from .artifacts import (
+    UNKNOWN_RESOURCES,
+    CompiledKernel,
+    CompileError,
+    PtxasResources,
+    parse_ptxas_log,
+    parse_res_usage,
+)
 
 INCLUDE_DIR = cache.INCLUDE_DIR
 _BASE_FLAGS = ("-std=c++17", "-DNDEBUG")
@@ -146,7 +152,8 @@ def _nvrtc(source: str, source_path: Path, flags: tuple[str, ...], arch: str) ->
             )
         err, size = nvrtc.nvrtcGetCUBINSize(prog)
         if err or size == 0:
-            raise CompileError(f"NVRTC produced no cubin for {arch} ({err!r})", log=log, source_path=source_path)
+            raise CompileError(f"NVRTC produced no cubin for {arch} ({err!r})", log=log,
+                               source_path=source_path)
         cubin = bytes(size)
         (err,) = nvrtc.nvrtcGetCUBIN(prog, cubin)
         if err:

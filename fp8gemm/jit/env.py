@@ -50,7 +50,7 @@ def jit_debug() -> bool:
 
 
 def ptxas_verbose() -> bool:
-    """FP8GEMM_PTXAS_VERBOSE / DG_JIT_PTXAS_VERBOSE: print the ptxas resource usage of every kernel built or loaded."""
+    """FP8GEMM_PTXAS_VERBOSE / DG_JIT_PTXAS_VERBOSE: print the ptxas resources of each kernel built."""
     return _flag("FP8GEMM_PTXAS_VERBOSE", "DG_JIT_PTXAS_VERBOSE")
 
 

@@ -1,0 +1,304 @@
+"""Loading cubins with the CUDA driver and launching them on torch's current stream.
+
+A Kernel keeps one CUfunction per device (loaded on first use there) and launches it with
+cuLaunchKernelEx, with a cluster dimension when asked. The launch path is built for low host
+overhead: launch configurations are cached per (device, grid, block, smem, cluster, stream), and
+arguments are packed into a per-thread array of addresses that is reused between calls, so no
+cuda-bindings object is created per launch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import torch
+
+from .artifacts import CompiledKernel
+from .errors import check
+from .tma import TensorMap
+
+_SCALARS = {ctypes.c_int32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float}
+_scalar_sizes = {t: ctypes.sizeof(t) for t in _SCALARS}
+_TENSOR_MAP_BYTES = 128
+_MAX_CACHED_CONFIGS = 512
+
+_init_lock = threading.Lock()
+_initialized = False
+_smem_optin: dict[int, int] = {}
+
+
+def _driver():
+    from cuda.bindings import driver
+
+    return driver
+
+
+def _init_driver() -> None:
+    global _initialized
+    if _initialized:
+        return
+    with _init_lock:
+        if not _initialized:
+            (err,) = _driver().cuInit(0)
+            check(err, "cuInit")
+            _initialized = True
+
+
+def ensure_context(device: int | None = None) -> int:
+    """Make the primary context of `device` (default: torch's current device) current in this
+    thread, unless it already is, and return the device index. torch uses the primary context too,
+    so kernels loaded here share memory and streams with torch."""
+    cu = _driver()
+    _init_driver()
+    if device is None:
+        device = torch.cuda.current_device()
+    err, ctx = cu.cuCtxGetCurrent()
+    check(err, "cuCtxGetCurrent")
+    if int(ctx) != 0:
+        err, current = cu.cuCtxGetDevice()
+        if not err and int(current) == device:
+            return device
+    err, dev = cu.cuDeviceGet(device)
+    check(err, f"cuDeviceGet({device})")
+    err, primary = cu.cuDevicePrimaryCtxRetain(dev)  # held for the process lifetime, like torch's
+    check(err, f"cuDevicePrimaryCtxRetain({device})")
+    (err,) = cu.cuCtxSetCurrent(primary)
+    check(err, "cuCtxSetCurrent")
+    return device
+
+
+def max_dynamic_smem(device: int) -> int:
+    """CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN of a device (232448 on H100/H200)."""
+    if device not in _smem_optin:
+        cu = _driver()
+        err, dev = cu.cuDeviceGet(device)
+        check(err, f"cuDeviceGet({device})")
+        attr = cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
+        err, value = cu.cuDeviceGetAttribute(attr, dev)
+        check(err, "cuDeviceGetAttribute(MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
+        _smem_optin[device] = int(value)
+    return _smem_optin[device]
+
+
+def _current_device() -> int:
+    return torch.cuda.current_device()
+
+
+def _current_stream_fn():
+    # torch._C._cuda_getCurrentRawStream skips building a torch.cuda.Stream object (~1 us).
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw
+    return lambda device: torch.cuda.current_stream(device).cuda_stream
+
+
+def _stream_handle(stream) -> int:
+    if isinstance(stream, int):
+        return stream
+    if hasattr(stream, "cuda_stream"):  # torch.cuda.Stream / ExternalStream
+        return int(stream.cuda_stream)
+    return int(stream)  # CUstream
+
+
+class _ArgBuffer:
+    """A reusable `void*[n]` plus 8-byte slots for tensor pointers (one per thread and arity)."""
+
+    __slots__ = ("ptrs", "slots", "ptrs_addr", "slot_addrs")
+
+    def __init__(self, n: int):
+        self.ptrs = (ctypes.c_void_p * n)()
+        self.slots = (ctypes.c_uint64 * n)()
+        self.ptrs_addr = ctypes.addressof(self.ptrs)
+        base = ctypes.addressof(self.slots)
+        self.slot_addrs = [base + 8 * i for i in range(n)]
+
+
+class Kernel:
+    """A compiled kernel, loadable on every device; `launch` runs it on torch's current stream."""
+
+    def __init__(self, compiled: CompiledKernel):
+        self.compiled = compiled
+        self.name = compiled.name
+        self._lock = threading.Lock()
+        self._modules: dict[int, object] = {}
+        self._functions: dict[int, object] = {}
+        self._param_sizes: dict[int, tuple[int, ...] | None] = {}
+        self._smem_set: dict[int, int] = {}  # device -> dynamic smem limit already raised to
+        self._non_portable: set[int] = set()
+        self._configs: dict[tuple, object] = {}
+        self._tls = threading.local()
+        self._raw_stream = _current_stream_fn()
+
+    def __repr__(self) -> str:
+        return f"Kernel({self.name!r}, devices={sorted(self._functions)})"
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def function(self, device: int):
+        """The CUfunction on `device`, loading the module there on first use."""
+        fn = self._functions.get(device)
+        if fn is None:
+            fn = self._load(device)
+        return fn
+
+    def _load(self, device: int):
+        cu = _driver()
+        with self._lock:
+            if device in self._functions:
+                return self._functions[device]
+            ensure_context(device)
+            err, module = cu.cuModuleLoadData(self.compiled.cubin)
+            check(err, f"cuModuleLoadData({self.name})")
+            err, fn = cu.cuModuleGetFunction(module, self.name.encode())
+            check(err, f"cuModuleGetFunction({self.name})")
+            self._modules[device] = module  # never unloaded: modules live as long as the process
+            self._param_sizes[device] = self._query_param_sizes(fn)
+            self._functions[device] = fn
+            return fn
+
+    @staticmethod
+    def _query_param_sizes(fn) -> tuple[int, ...] | None:
+        """Sizes of the kernel's parameters (cuFuncGetParamInfo, driver >= 12.4), else None."""
+        cu = _driver()
+        if not hasattr(cu, "cuFuncGetParamInfo"):
+            return None
+        sizes = []
+        while True:
+            err, _offset, size = cu.cuFuncGetParamInfo(fn, len(sizes))
+            if err == cu.CUresult.CUDA_ERROR_INVALID_VALUE:
+                return tuple(sizes)
+            if err:
+                return None
+            sizes.append(int(size))
+
+    # -- per-launch setup -------------------------------------------------------------------------
+
+    def _raise_smem_limit(self, device: int, fn, smem_bytes: int) -> None:
+        cu = _driver()
+        static = max(self.compiled.resources.shared_bytes, 0)
+        limit = max_dynamic_smem(device)
+        if smem_bytes + static > limit:
+            raise ValueError(f"{self.name}: {smem_bytes} B dynamic + {static} B static shared memory exceeds "
+                             f"the device's {limit} B per block")
+        attr = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        (err,) = cu.cuFuncSetAttribute(fn, attr, smem_bytes)
+        check(err, f"cuFuncSetAttribute({self.name}, MAX_DYNAMIC_SHARED_SIZE_BYTES, {smem_bytes})")
+        self._smem_set[device] = smem_bytes
+
+    def _allow_non_portable_cluster(self, device: int, fn) -> None:
+        cu = _driver()
+        attr = cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_NON_PORTABLE_CLUSTER_SIZE_ALLOWED
+        (err,) = cu.cuFuncSetAttribute(fn, attr, 1)
+        check(err, f"cuFuncSetAttribute({self.name}, NON_PORTABLE_CLUSTER_SIZE_ALLOWED)")
+        self._non_portable.add(device)
+
+    def _make_config(self, key: tuple):
+        cu = _driver()
+        _device, grid, block, smem_bytes, cluster, stream = key
+        if grid <= 0 or block <= 0 or cluster <= 0:
+            raise ValueError(f"grid, block and cluster must be positive, got {grid}, {block}, {cluster}")
+        if grid % cluster:
+            raise ValueError(f"grid {grid} must be a multiple of the cluster size {cluster}")
+        cfg = cu.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid, 1, 1
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
+        cfg.sharedMemBytes = smem_bytes
+        cfg.hStream = cu.CUstream(stream)
+        if cluster > 1:
+            attr = cu.CUlaunchAttribute()
+            attr.id = cu.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION
+            attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
+            cfg.attrs = [attr]
+            cfg.numAttrs = 1
+        else:
+            cfg.numAttrs = 0
+        if len(self._configs) >= _MAX_CACHED_CONFIGS:  # e.g. many short-lived streams
+            self._configs.clear()
+        self._configs[key] = cfg
+        return cfg
+
+    def _pack(self, args, sizes: tuple[int, ...] | None) -> int:
+        """Fill this thread's argument array; return the address of its `void*[]`."""
+        n = len(args)
+        buffers = self._tls.__dict__
+        buf = buffers.get(n)
+        if buf is None:
+            buf = buffers[n] = _ArgBuffer(n)
+        if sizes is not None and len(sizes) != n:
+            raise TypeError(f"{self.name} takes {len(sizes)} arguments, got {n}")
+        ptrs, slots, slot_addrs = buf.ptrs, buf.slots, buf.slot_addrs
+        for i, a in enumerate(args):
+            cls = type(a)
+            if cls is TensorMap:
+                ptrs[i] = a.address
+                size = _TENSOR_MAP_BYTES
+            elif cls in _scalar_sizes:
+                ptrs[i] = ctypes.addressof(a)
+                size = _scalar_sizes[cls]
+            elif isinstance(a, torch.Tensor):
+                slots[i] = a.data_ptr()
+                ptrs[i] = slot_addrs[i]
+                size = 8
+            else:
+                raise TypeError(
+                    f"{self.name} argument {i}: expected a TensorMap, a torch.Tensor or a ctypes scalar "
+                    f"(c_int32, c_uint32, c_int64, c_uint64, c_float), got {cls.__name__}")
+            if sizes is not None and sizes[i] != size:
+                raise TypeError(f"{self.name} argument {i}: the kernel's parameter is {sizes[i]} bytes, "
+                                f"the {cls.__name__} given is {size}")
+        return buf.ptrs_addr
+
+    # -- launching --------------------------------------------------------------------------------
+
+    def launch(self, grid: int, block: int, smem_bytes: int, args, *, cluster: int = 1, stream=None) -> None:
+        """Launch on `stream` (default: torch's current stream of the current device).
+
+        grid and block are 1-D; cluster is the cluster size along x (grid must divide by it).
+        args: TensorMap objects, torch tensors (passed as device pointers) and ctypes scalars,
+        in the kernel's parameter order. Safe under CUDA-graph capture once the kernel has been
+        loaded on the device (launch it once before capturing, as with any lazily built kernel).
+        """
+        device = _current_device()
+        fn = self._functions.get(device)
+        if fn is None:
+            fn = self._load(device)
+        if smem_bytes > self._smem_set.get(device, 0):
+            self._raise_smem_limit(device, fn, smem_bytes)
+        if cluster > 8 and device not in self._non_portable:
+            self._allow_non_portable_cluster(device, fn)
+        handle = self._raw_stream(device) if stream is None else _stream_handle(stream)
+        key = (device, grid, block, smem_bytes, cluster, handle)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            cfg = self._make_config(key)
+        params = self._pack(args, self._param_sizes[device])
+        (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
+        if err:
+            self._launch_failed(err, device, key, cfg, fn, params)
+
+    def _launch_failed(self, err, device: int, key: tuple, cfg, fn, params: int) -> None:
+        cu = _driver()
+        if err == cu.CUresult.CUDA_ERROR_INVALID_CONTEXT:
+            # A thread where no context is current yet (torch sets it lazily): set it, retry once.
+            ensure_context(device)
+            (err,) = cu.cuLaunchKernelEx(cfg, fn, params, 0)
+            if not err:
+                return
+        _device, grid, block, smem, cluster, stream = key
+        check(err, f"cuLaunchKernelEx({self.name}, grid={grid}, block={block}, smem={smem}, "
+                   f"cluster={cluster}, stream={stream:#x})")
+
+
+_kernels: dict[tuple[str, bytes], Kernel] = {}
+_kernels_lock = threading.Lock()
+
+
+def load(compiled: CompiledKernel) -> Kernel:
+    """The Kernel for a compiled kernel: one object (and one CUfunction per device) per cubin."""
+    key = (compiled.name, compiled.cubin)  # bytes cache their hash: cheap on every call
+    with _kernels_lock:
+        kernel = _kernels.get(key)
+        if kernel is None:
+            kernel = _kernels[key] = Kernel(compiled)
+    return kernel

@@ -40,11 +40,11 @@ def main() -> int:
             test_rc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
         lines = (out / "pytest.log").read_text().splitlines()
         print("\n".join(lines[-25:]))  # the failure (with -x, at most one) and the summary line
+    print(f"gpu_check: tests rc={test_rc}, details in {out}", flush=True)
     bench_rc = 0
     if not args.no_bench:
         cmd = [sys.executable, "-m", "fp8gemm", "bench", "--out", str(out), *shlex.split(args.bench_args)]
         bench_rc = subprocess.run(cmd, cwd=ROOT).returncode  # its table is the last thing printed
-    print(f"gpu_check: tests rc={test_rc}, bench rc={bench_rc}, details in {out}")
     return test_rc or bench_rc
 
 

@@ -69,9 +69,9 @@ def _check_shape(x: torch.Tensor, name: str, expected: tuple[int, ...], meaning:
         raise ValueError(f"{name}: expected shape {list(expected)} ({meaning}), got {list(x.shape)}")
 
 
-def _check_k_major(x: torch.Tensor, name: str) -> None:
+def _check_k_major(x: torch.Tensor, name: str, major: str = "K-major") -> None:
     if not x.is_contiguous():
-        raise ValueError(f"{name}: expected a contiguous (K-major) tensor, got strides {x.stride()}")
+        raise ValueError(f"{name}: expected a contiguous ({major}) tensor, got strides {x.stride()}")
     row_bytes = x.shape[-1] * x.element_size()
     if row_bytes % _TMA_ALIGNMENT_BYTES:
         raise ValueError(
@@ -122,13 +122,14 @@ def _check_operands(
         raise ValueError(f"b: expected n > 0 and k > 0, got shape {list(b.shape)}")
     kb, nb = _ceil_div(k, BLOCK), _ceil_div(n, BLOCK)
     _check_shape(sa, "sa", (*m_dims, kb), "rows of a, ceil(k/128)")
-    _check_shape(sb, "sb", (*b.shape[:-2], nb, kb), "ceil(n/128), ceil(k/128)")
+    sb_meaning = "ceil(n/128), ceil(k/128)" if b.dim() == 2 else "groups of b, ceil(n/128), ceil(k/128)"
+    _check_shape(sb, "sb", (*b.shape[:-2], nb, kb), sb_meaning)
     _check_shape(out, "out", (*m_dims, n), "rows of a, n")
     _check_k_major(a, "a")
     _check_k_major(b, "b")
     _check_sa_layout(sa)
     _check_contiguous(sb, "sb")
-    _check_k_major(out, "out")
+    _check_k_major(out, "out", "row-major")
 
 
 def _unpack(lhs: object, rhs: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

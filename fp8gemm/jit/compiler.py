@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,10 @@ def compile_cuda(
         return _compile(kind, cid, source, kernel_name, flags, arch, workdir)
 
     if not use_cache:
-        return build(Path(tempfile.mkdtemp(prefix="fp8gemm-jit-")))
+        workdir = Path(tempfile.mkdtemp(prefix="fp8gemm-jit-"))
+        kernel = build(workdir)  # on failure the directory stays: the error points at its source
+        shutil.rmtree(workdir, ignore_errors=True)
+        return kernel
     key = cache.entry_key(source, kernel_name, flags=flags, arch=arch, compiler_id=cid)
     return cache.get_or_compile(key, build)
 

@@ -1,0 +1,176 @@
+"""Kernel configuration heuristics: a pure function of the problem shape and the SM count.
+
+Nothing here touches CUDA. `select_config` returns a frozen `GemmConfig`; the shared-memory
+arithmetic mirrors `include/fp8gemm/smem_layout.cuh` (the kernel re-checks it at compile time).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+BLOCK_K = 128
+SMEM_LIMIT = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
+_ALIGN_SLACK = 1024
+LAYOUTS = ("dense", "contiguous", "masked")
+
+# NOTES: wgmma accepts any N that is a multiple of 8; we keep multiples of 16 (stmatrix pairs)
+# and go past 128 so that the tile count can fit 132 SMs with a small tail.
+BLOCK_N_CANDIDATES = tuple(range(16, 193, 16))
+# NOTES: two math warpgroups get 232 registers each: BLOCK_N = 192 spills there (ptxas), one gets 240.
+MAX_BLOCK_N = {64: 192, 128: 160}
+BLOCK_M_CANDIDATES = (64, 128)
+MAX_STAGES = 8
+RASTER_WIDTH = 16
+
+
+def _round_up(x: int, to: int) -> int:
+    return (x + to - 1) // to * to
+
+
+def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
+    """Dynamic shared memory of one CTA, exactly as smem_layout.cuh lays it out."""
+    store = _round_up(block_m * block_n * 2, 1024)
+    per_stage = block_m * BLOCK_K + block_n * BLOCK_K + _round_up(block_m * 4, 128)
+    barriers = 2 * stages * 8
+    return store + stages * per_stage + barriers + _ALIGN_SLACK
+
+
+def max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
+    stages = 0
+    while stages < MAX_STAGES and smem_bytes(block_m, block_n, stages + 1) <= limit:
+        stages += 1
+    return stages
+
+
+def crosses_at_most_two_scale_blocks(n: int, block_n: int) -> bool:
+    """Each N tile may straddle two 128-column scale blocks of B, never three."""
+    return all((start % BLOCK_K) + block_n <= 2 * BLOCK_K for start in range(0, n, block_n))
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """One compiled kernel variant. Everything but M is a compile-time constant."""
+
+    layout: str            # "dense" | "contiguous" | "masked"
+    n: int
+    k: int
+    num_groups: int
+    block_m: int
+    block_n: int
+    stages: int
+    multicast: str         # "none" | "a" (tile pairs share rows) | "b" (tile pairs share columns)
+    raster_width: int
+    store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
+
+    @property
+    def cluster_size(self) -> int:
+        return 1 if self.multicast == "none" else 2
+
+    @property
+    def num_math_warpgroups(self) -> int:
+        return self.block_m // 64
+
+    @property
+    def num_threads(self) -> int:
+        return 128 * (self.num_math_warpgroups + 1)
+
+    @property
+    def smem_bytes(self) -> int:
+        return smem_bytes(self.block_m, self.block_n, self.stages)
+
+    @property
+    def num_n_blocks(self) -> int:
+        return math.ceil(self.n / self.block_n)
+
+    def __str__(self) -> str:
+        return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
+                f"BM={self.block_m} BN={self.block_n} stages={self.stages} "
+                f"multicast={self.multicast} smem={self.smem_bytes}")
+
+
+def _store_slab_cols(block_n: int) -> int:
+    for cols in (64, 32, 16):
+        if block_n % cols == 0:
+            return cols
+    raise AssertionError(block_n)
+
+
+def _tile_cost(block_m: int, block_n: int) -> float:
+    """Relative time of one tile per unit of K on one SM.
+
+    NOTES: a tile is bound by the tensor cores (BM*BN MACs, slower with one math warpgroup,
+    which cannot overlap its promotion with another warpgroup's wgmma) or by the loads into
+    shared memory (BM + BN bytes). The weights were set so that 128x128 is just compute bound.
+    """
+    compute = block_m * block_n / (0.92 if block_m == 128 else 0.6)
+    load = 56.0 * (block_m + block_n)
+    return max(compute, load)
+
+
+def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
+    if layout == "masked":  # m is the expected rows per group
+        return num_groups * math.ceil(max(m, 1) / block_m) * n_blocks
+    return math.ceil(m / block_m) * n_blocks
+
+
+@lru_cache(maxsize=4096)
+def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_sms: int = 132) -> GemmConfig:
+    """Pick block sizes, stages and multicast for a problem.
+
+    `m` is the number of rows (dense), the total rows (contiguous), or the expected rows per
+    group (masked). The choice minimises an estimate of waves x tile cost, so that the tile
+    count fills the SMs with a small last wave.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    best = None
+    for block_m in BLOCK_M_CANDIDATES:
+        if block_m == 128 and m <= 64:
+            continue
+        for block_n in BLOCK_N_CANDIDATES:
+            if block_n > MAX_BLOCK_N[block_m] or not crosses_at_most_two_scale_blocks(n, block_n):
+                continue
+            if max_stages(block_m, block_n) < 3:
+                continue
+            n_blocks = math.ceil(n / block_n)
+            tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)
+            waves = math.ceil(tiles / num_sms)
+            # Work wasted on padding along N also costs; the cost counts whole tiles.
+            cost = waves * _tile_cost(block_m, block_n)
+            key = (cost, -block_m, -block_n)
+            if best is None or key < best[0]:
+                best = (key, block_m, block_n, tiles)
+    assert best is not None
+    _, block_m, block_n, tiles = best
+
+    multicast = "none"
+    n_blocks = math.ceil(n / block_n)
+    rows = m * num_groups if layout == "masked" else m
+    # NOTES: a 2-CTA cluster shares one operand through TMA multicast; it pays when there are
+    # enough tiles to keep every SM busy in pairs and the same rows/columns are re-read a lot.
+    if rows >= 512 and tiles >= num_sms and num_sms % 2 == 0:
+        if n_blocks % 2 == 0:
+            multicast = "a"
+        elif layout == "dense" and math.ceil(m / block_m) % 2 == 0:
+            multicast = "b"
+
+    config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
+                        stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
+                        store_slab_cols=_store_slab_cols(block_n))
+    if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
+        print(f"fp8gemm config m={m}: {config}", flush=True)
+    return config
+
+
+def grid_size(config: GemmConfig, m: int, num_sms: int) -> int:
+    """Persistent grid: at most one CTA per SM, and no more CTAs than tiles (masked: unknown)."""
+    if config.layout == "masked":
+        tiles = num_sms
+    else:
+        tiles = math.ceil(m / config.block_m) * config.num_n_blocks
+    grid = max(1, min(num_sms, tiles))
+    cluster = config.cluster_size
+    return max(cluster, grid // cluster * cluster)

@@ -1,0 +1,35 @@
+// Packing FP32 pairs to BF16 and storing 8x8 matrices to shared memory (PTX ISA "cvt", "stmatrix").
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm::ptx {
+
+// Two floats -> one .b32 holding two BF16 (round to nearest even); `lo` lands in the low half.
+FP8GEMM_DEVICE uint32_t pack_bf16x2(float lo, float hi) {
+    uint32_t packed;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(packed) : "f"(hi), "f"(lo));
+    return packed;
+}
+
+// Four 8x8 BF16 matrices; lanes 8i..8i+7 give the row addresses of matrix i (16-byte rows).
+FP8GEMM_DEVICE void stmatrix_x4(uint32_t smem_row_addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};"
+                 :: "r"(smem_row_addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3) : "memory");
+}
+
+// 16-byte shared-memory load and global store, for the row-predicated epilogue.
+struct alignas(16) Vec16 { uint32_t x, y, z, w; };
+
+FP8GEMM_DEVICE Vec16 load_shared_16(uint32_t addr) {
+    Vec16 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+    return v;
+}
+
+FP8GEMM_DEVICE void store_global_16(void* ptr, const Vec16& v) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(ptr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+}  // namespace fp8gemm::ptx

@@ -1,0 +1,43 @@
+// CTA-level synchronisation and register reallocation (PTX ISA "bar", "setmaxnreg").
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm::ptx {
+
+// Named barrier among `num_threads` threads (a multiple of 32); id 0 is __syncthreads'.
+FP8GEMM_DEVICE void named_barrier_sync(uint32_t id, uint32_t num_threads) {
+    asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
+}
+
+// Hands registers back to the pool (producer warpgroup) ...
+template <int kRegisters>
+FP8GEMM_DEVICE void setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" :: "n"(kRegisters));
+}
+
+// ... and takes them (math warpgroups). Every warp of the warpgroup must execute it.
+template <int kRegisters>
+FP8GEMM_DEVICE void setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(kRegisters));
+}
+
+FP8GEMM_DEVICE uint32_t lane_id() {
+    uint32_t lane;
+    asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));
+    return lane;
+}
+
+// Read-only global load that stays in L1/L2 (used for the per-block B scales).
+FP8GEMM_DEVICE float load_global_nc(const float* ptr) {
+    float v;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(ptr));
+    return v;
+}
+
+FP8GEMM_DEVICE int32_t load_global_nc(const int32_t* ptr) {
+    int32_t v;
+    asm volatile("ld.global.nc.s32 %0, [%1];" : "=r"(v) : "l"(ptr));
+    return v;
+}
+
+}  // namespace fp8gemm::ptx

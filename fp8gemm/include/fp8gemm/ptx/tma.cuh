@@ -1,0 +1,57 @@
+// Bulk tensor copies (TMA) between global and shared memory (PTX ISA "cp.async.bulk.tensor").
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm::ptx {
+
+FP8GEMM_DEVICE void tma_prefetch_descriptor(const TensorMap* map) {
+    asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
+// 2D tile load into this CTA's shared memory; completes `bytes` on `bar`.
+FP8GEMM_DEVICE void tma_load_2d(void* dst, const TensorMap* map, uint64_t* bar, int32_t c0, int32_t c1) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4}], [%2];"
+                 :: "r"(smem_addr(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)),
+                    "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+// 2D tile load delivered to the same shared-memory offset (data and barrier signal) in every CTA
+// of the cluster named by `cta_mask`.
+FP8GEMM_DEVICE void tma_load_2d_multicast(void* dst, const TensorMap* map, uint64_t* bar, int32_t c0, int32_t c1,
+                                          uint16_t cta_mask) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+                 " [%0], [%1, {%3, %4}], [%2], %5;"
+                 :: "r"(smem_addr(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)),
+                    "r"(c0), "r"(c1), "h"(cta_mask)
+                 : "memory");
+}
+
+// 2D tile store from shared memory; rows and columns outside the tensor are clipped.
+FP8GEMM_DEVICE void tma_store_2d(const TensorMap* map, const void* src, int32_t c0, int32_t c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];"
+                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(src)), "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+FP8GEMM_DEVICE void tma_store_commit() { asm volatile("cp.async.bulk.commit_group;" ::: "memory"); }
+
+// Waits until the shared-memory sources of all but `N` committed stores have been read.
+template <int N>
+FP8GEMM_DEVICE void tma_store_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;" :: "n"(N) : "memory");
+}
+
+// Waits until all but `N` committed stores are complete (written to global memory).
+template <int N>
+FP8GEMM_DEVICE void tma_store_wait() {
+    asm volatile("cp.async.bulk.wait_group %0;" :: "n"(N) : "memory");
+}
+
+// Orders this thread's generic-proxy shared-memory writes before later async-proxy (TMA) reads.
+FP8GEMM_DEVICE void fence_proxy_async_smem() {
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
+
+}  // namespace fp8gemm::ptx

@@ -1,0 +1,113 @@
+// Persistent tile scheduler shared by the dense, contiguous-grouped and masked-grouped layouts.
+//
+// Every CTA walks the same global tile order with stride = number of CTAs, so the producer and
+// the math warpgroups of a CTA (each running its own copy of the scheduler) see the same tiles.
+// With a 2-CTA cluster, tile 2p goes to rank 0 and tile 2p+1 to rank 1: the order is built so
+// that these two tiles share their A rows (multicast A) or their B rows (multicast B).
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+#include <fp8gemm/ptx/sync.cuh>
+
+namespace fp8gemm {
+
+enum class GemmLayout : int { kDense = 0, kContiguous = 1, kMasked = 2 };
+
+struct Tile {
+    int group;        // expert index (0 for dense)
+    int m_block;      // block index along M inside the group
+    int n_block;      // block index along N
+    int row;          // first row of the tile in the 2D views of A and D
+    int local_row;    // first row of the tile inside its group (masked layout), else == row
+    int row_limit;    // rows at or past this local row are not written (M, or masked_m[group])
+};
+
+template <class Cfg>
+struct TileScheduler {
+    static constexpr int kNumNBlocks = ceil_div(Cfg::kShapeN, Cfg::kBlockN);
+    // NOTES: tiles are visited in bands of kRasterWidth blocks along one dimension, so that the
+    // ~132 tiles in flight at any moment cover a compact rectangle and share A and B in L2.
+    static constexpr bool kFastN = !Cfg::kMulticastB;
+
+    const int* grouped;      // m_indices (contiguous) or masked_m (masked); unused for dense
+    int rows;                // M (dense, contiguous) or max_m (masked)
+    int num_m_blocks;        // dense / contiguous: blocks along the whole of M
+    int next_index;          // this CTA's next tile index in the global order
+    int stride;
+
+    // Masked layout: the group being walked and where its tiles start in the global order.
+    int group = 0, group_first_tile = 0, group_m_blocks = 0, group_rows = 0;
+
+    FP8GEMM_DEVICE TileScheduler(const int* grouped_, int rows_) : grouped(grouped_), rows(rows_) {
+        const int cluster = Cfg::kClusterSize;
+        next_index = (blockIdx.x / cluster) * cluster + blockIdx.x % cluster;
+        stride = gridDim.x;
+        num_m_blocks = ceil_div(rows, Cfg::kBlockM);
+        // NOTES: multicast of B pairs tiles along M; an odd block count gets one empty block that
+        // computes zeros and stores nothing, rather than leaving a CTA without its partner.
+        if (Cfg::kMulticastB) num_m_blocks += num_m_blocks & 1;
+        if (Cfg::kLayout == GemmLayout::kMasked) enter_group(0, 0);
+    }
+
+    FP8GEMM_DEVICE void enter_group(int g, int first_tile) {
+        group = g;
+        group_first_tile = first_tile;
+        if (g < Cfg::kNumGroups) {
+            group_rows = min_of(max_of(ptx::load_global_nc(grouped + g), 0), rows);
+            group_m_blocks = ceil_div(group_rows, Cfg::kBlockM);
+        }
+    }
+
+    // Position of tile `t` inside a (num_m x kNumNBlocks) grid, banded for L2 reuse.
+    FP8GEMM_DEVICE static void rasterize(int t, int num_m, int& m_block, int& n_block) {
+        if (kFastN) {
+            const int band = t / (num_m * Cfg::kRasterWidth);
+            const int first_n = band * Cfg::kRasterWidth;
+            const int width = min_of(Cfg::kRasterWidth, kNumNBlocks - first_n);
+            const int in_band = t - band * num_m * Cfg::kRasterWidth;
+            m_block = in_band / width;
+            n_block = first_n + in_band % width;
+        } else {
+            const int band = t / (kNumNBlocks * Cfg::kRasterWidth);
+            const int first_m = band * Cfg::kRasterWidth;
+            const int width = min_of(Cfg::kRasterWidth, num_m - first_m);
+            const int in_band = t - band * kNumNBlocks * Cfg::kRasterWidth;
+            n_block = in_band / width;
+            m_block = first_m + in_band % width;
+        }
+    }
+
+    // The next tile of this CTA; false when there is none left.
+    FP8GEMM_DEVICE bool next(Tile& tile) {
+        while (true) {
+            const int t = next_index;
+            next_index += stride;
+            if (Cfg::kLayout == GemmLayout::kMasked) {
+                // Walk forward over groups until tile t falls inside one (groups with 0 rows own 0 tiles).
+                while (group < Cfg::kNumGroups && t >= group_first_tile + group_m_blocks * kNumNBlocks)
+                    enter_group(group + 1, group_first_tile + group_m_blocks * kNumNBlocks);
+                if (group >= Cfg::kNumGroups) return false;
+                rasterize(t - group_first_tile, group_m_blocks, tile.m_block, tile.n_block);
+                tile.group = group;
+                tile.local_row = tile.m_block * Cfg::kBlockM;
+                tile.row = group * rows + tile.local_row;
+                tile.row_limit = group_rows;
+                return true;
+            }
+            if (t >= num_m_blocks * kNumNBlocks) return false;
+            rasterize(t, num_m_blocks, tile.m_block, tile.n_block);
+            tile.row = tile.local_row = tile.m_block * Cfg::kBlockM;
+            tile.row_limit = rows;
+            tile.group = 0;
+            if (Cfg::kLayout == GemmLayout::kContiguous) {
+                // A block whose first row is padding holds padding only (groups are padded at
+                // their ends to the block alignment): it costs nothing.
+                // NOTES: multicast pairs share their rows, so both CTAs of a pair skip together.
+                tile.group = tile.row < rows ? ptx::load_global_nc(grouped + tile.row) : -1;
+                if (tile.group < 0 || tile.group >= Cfg::kNumGroups) continue;
+            }
+            return true;
+        }
+    }
+};
+
+}  // namespace fp8gemm

@@ -1,0 +1,36 @@
+// Shared-memory layout of the GEMM kernel. fp8gemm/config.py mirrors this arithmetic to count
+// stages; the kernel checks at compile time that both agree (Cfg::kSmemBytes).
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm {
+
+constexpr int kBlockK = 128;           // one scale block along K; also one 128-byte swizzle row of FP8
+constexpr int kAlignSlack = 1024;      // the dynamic base is aligned up to 1024 B at run time
+
+constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
+
+template <class Cfg>
+struct SmemLayout {
+    // BF16 output tile staged for the TMA store: per math warpgroup 64 rows, cut into slabs of
+    // kStoreSlabCols columns whose rows are swizzled like the store's tensor map.
+    static constexpr int kStoreBytes = round_up(Cfg::kBlockM * Cfg::kBlockN * 2, 1024);
+    static constexpr int kABytes = Cfg::kBlockM * kBlockK;       // FP8 A tile of one stage
+    static constexpr int kBBytes = Cfg::kBlockN * kBlockK;       // FP8 B tile of one stage
+    static constexpr int kSABytes = round_up(Cfg::kBlockM * 4, 128);  // FP32 A scales of one stage
+
+    static constexpr int kAOffset = kStoreBytes;
+    static constexpr int kBOffset = kAOffset + Cfg::kStages * kABytes;
+    static constexpr int kSAOffset = kBOffset + Cfg::kStages * kBBytes;
+    static constexpr int kBarrierOffset = kSAOffset + Cfg::kStages * kSABytes;
+    static constexpr int kBytes = kBarrierOffset + 2 * Cfg::kStages * 8;
+    static constexpr int kDynamicBytes = kBytes + kAlignSlack;
+
+    // Bytes landing in one CTA's stage per k-block: the full A and B tiles (half of one of them
+    // may come from the cluster peer's multicast) and the A scales.
+    static constexpr uint32_t kStageTxBytes = kABytes + kBBytes + Cfg::kBlockM * 4;
+
+    static_assert(kABytes % 1024 == 0 && kBBytes % 1024 == 0, "tiles must keep 1024-B alignment");
+};
+
+}  // namespace fp8gemm

@@ -18,7 +18,10 @@ from .artifacts import CompiledKernel
 from .errors import check
 from .tma import TensorMap
 
-_SCALARS = {ctypes.c_int32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_float}
+# c_int64 is c_long on Linux; the long long spellings are accepted too. The size is checked
+# against the kernel's parameter, so a wrong width is an error rather than garbage.
+_SCALARS = {ctypes.c_int32, ctypes.c_uint32, ctypes.c_int64, ctypes.c_uint64, ctypes.c_longlong,
+            ctypes.c_ulonglong, ctypes.c_float}
 _scalar_sizes = {t: ctypes.sizeof(t) for t in _SCALARS}
 _TENSOR_MAP_BYTES = 128
 _MAX_CACHED_CONFIGS = 512
@@ -127,6 +130,7 @@ class Kernel:
         self._smem_set: dict[int, int] = {}  # device -> dynamic smem limit already raised to
         self._non_portable: set[int] = set()
         self._configs: dict[tuple, object] = {}
+        self._attrs: list[object] = []  # launch attributes referenced by cached configs
         self._tls = threading.local()
         self._raw_stream = _current_stream_fn()
 
@@ -211,10 +215,12 @@ class Kernel:
             attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
             cfg.attrs = [attr]
             cfg.numAttrs = 1
+            self._attrs.append(attr)
         else:
             cfg.numAttrs = 0
         if len(self._configs) >= _MAX_CACHED_CONFIGS:  # e.g. many short-lived streams
             self._configs.clear()
+            self._attrs.clear()
         self._configs[key] = cfg
         return cfg
 

@@ -22,8 +22,3 @@ def gen() -> torch.Generator:
     """A CPU generator with a fixed seed, so every test sees the same random inputs."""
     return torch.Generator().manual_seed(1234)
 
-
-@pytest.fixture
-def make_gen():
-    """Factory of seeded generators for tests that need several independent streams."""
-    return lambda seed: torch.Generator().manual_seed(seed)

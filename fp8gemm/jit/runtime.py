@@ -204,6 +204,9 @@ class Kernel:
             raise ValueError(f"grid, block and cluster must be positive, got {grid}, {block}, {cluster}")
         if grid % cluster:
             raise ValueError(f"grid {grid} must be a multiple of the cluster size {cluster}")
+        if len(self._configs) >= _MAX_CACHED_CONFIGS:  # e.g. many short-lived streams
+            self._configs.clear()
+            self._attrs.clear()
         cfg = cu.CUlaunchConfig()
         cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid, 1, 1
         cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
@@ -218,9 +221,6 @@ class Kernel:
             self._attrs.append(attr)
         else:
             cfg.numAttrs = 0
-        if len(self._configs) >= _MAX_CACHED_CONFIGS:  # e.g. many short-lived streams
-            self._configs.clear()
-            self._attrs.clear()
         self._configs[key] = cfg
         return cfg
 

@@ -44,13 +44,13 @@ def check_supported_shape(n: int, k: int) -> None:
                          f"aligned), got k={k}")
 
 
-_kernels: dict[GemmConfig, jit.Kernel] = {}
+_kernels: dict[tuple[GemmConfig, tuple[str, ...]], jit.Kernel] = {}
 
 
-def kernel_for(config: GemmConfig) -> jit.Kernel:
-    kernel = _kernels.get(config)
+def kernel_for(config: GemmConfig, flags: tuple[str, ...] = ()) -> jit.Kernel:
+    kernel = _kernels.get((config, flags))
     if kernel is None:
-        kernel = _kernels[config] = jit.build(kernel_source(config), kernel_name(config))
+        kernel = _kernels[config, flags] = jit.build(kernel_source(config), kernel_name(config), flags)
     return kernel
 
 
@@ -81,7 +81,7 @@ _NULL = ctypes.c_uint64(0)
 
 def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int, sa: torch.Tensor,
          b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor, grouped: torch.Tensor | None,
-         rows: int, grid_rows: int) -> None:
+         rows: int, grid_rows: int, flags: tuple[str, ...] = ()) -> None:
     k = a2d.shape[1]
     half_a = config.multicast == "a"
     half_b = config.multicast == "b"
@@ -90,7 +90,7 @@ def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_str
     tmap_sa = _tensor_map(sa, sa_dims, (sa_stride,), (config.block_m, 1), 0)
     slab = config.store_slab_cols
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (slab, 64), slab * 2)
-    kernel = kernel_for(config)
+    kernel = kernel_for(config, flags)
     num_sms = get_num_sms()
     args = (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
             ctypes.c_int32(rows))

@@ -202,10 +202,12 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
 #pragma unroll
                 for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(partial[i]);
                 ptx::wgmma_fence();
+#ifndef FP8GEMM_EXP_NO_MMA
 #pragma unroll
                 for (int ks = 0; ks < kBlockK / 32; ++ks)
                     Cfg::Mma::run(partial, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
                                   desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
+#endif
                 ptx::wgmma_commit();
                 const float scale_a0 = smem_sa(stage)[warpgroup * 64 + row_in_wg];
                 const float scale_a1 = smem_sa(stage)[warpgroup * 64 + row_in_wg + 8];
@@ -223,6 +225,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 if (++stage == kStages) stage = 0, phase ^= 1;
 
                 // Promotion: FP32 accumulation across K blocks, with both scales applied.
+#ifdef FP8GEMM_EXP_NO_PROMOTE
+                if (kb == T::kNumKBlocks - 1)
+#endif
 #pragma unroll
                 for (int j = 0; j < BN / 8; ++j) {
                     const float scale_b = (T::kOneScaleBlock || j * 8 < split_col) ? scale_b0 : scale_b1;

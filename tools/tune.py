@@ -1,0 +1,62 @@
+"""Time explicit kernel configs (and experiment flags) on one shape: for tuning the heuristics.
+
+    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" "128,128,a" --flags "" "-DFP8GEMM_EXP_NO_MMA"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from fp8gemm import launch
+from fp8gemm.config import max_stages, select_config
+from fp8gemm.testing import calc_diff, make_dense_inputs
+from fp8gemm.timing import time_kernel
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("layout")
+    p.add_argument("m", type=int)
+    p.add_argument("n", type=int)
+    p.add_argument("k", type=int)
+    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,stages]")
+    p.add_argument("--flags", nargs="*", default=[""])
+    args = p.parse_args()
+    m, n, k = args.m, args.n, args.k
+    base = select_config(args.layout, m, n, k, 1, torch.cuda.get_device_properties(0).multi_processor_count)
+    x = make_dense_inputs(m, n, k)
+    ref = x.a_bf16.float() @ x.b_bf16.float().t()
+    out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
+    configs = [base]
+    for v in args.variants:
+        parts = v.split(",")
+        bm, bn, mc = int(parts[0]), int(parts[1]), parts[2]
+        stages = int(parts[3]) if len(parts) > 3 else max_stages(bm, bn)
+        slab = 64 if bn % 64 == 0 else 32 if bn % 32 == 0 else 16
+        configs.append(dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=stages,
+                                           store_slab_cols=slab))
+    kb = x.sa_tma.shape[1]
+    from fp8gemm.layout import get_tma_aligned_size
+    for cfg in configs:
+        for flags in args.flags:
+            fl = tuple(f for f in flags.split() if f)
+
+            def run(cfg=cfg, fl=fl):
+                launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,
+                            m, fl)
+            try:
+                run()
+                torch.cuda.synchronize()
+                diff = calc_diff(out, ref)
+                us = time_kernel(run, iters=30)
+                print(f"{str(cfg):90s} {flags:28s} {us:8.1f} us {2*m*n*k/us/1e6:7.0f} TFLOPS diff={diff:.1e}",
+                      flush=True)
+            except Exception as e:
+                print(f"{str(cfg):90s} {flags:28s} ERROR {type(e).__name__}: {str(e)[:200]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """Time explicit kernel configs (and experiment flags) on one shape: for tuning the heuristics.
 
-    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" "128,128,a" --flags "" "-DFP8GEMM_EXP_NO_MMA"
+    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" --flags "" "-DFP8GEMM_EXP_NO_MMA"
 """
 
 from __future__ import annotations

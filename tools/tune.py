@@ -1,6 +1,6 @@
 """Time explicit kernel configs (and experiment flags) on one shape: for tuning the heuristics.
 
-    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" --flags "" "-DFP8GEMM_EXP_NO_MMA"
+    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" --exp none NO_MMA
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main() -> None:
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
     p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,stages]")
-    p.add_argument("--flags", nargs="*", default=[""])
+    p.add_argument("--exp", nargs="*", default=["none"], help="none | NO_MMA | NO_PROMOTE (experiment knobs)")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
     base = select_config(args.layout, m, n, k, 1, torch.cuda.get_device_properties(0).multi_processor_count)
@@ -41,8 +41,8 @@ def main() -> None:
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:
-        for flags in args.flags:
-            fl = tuple(f for f in flags.split() if f)
+        for flags in args.exp:
+            fl = () if flags == "none" else tuple(f"-DFP8GEMM_EXP_{f}" for f in flags.split("+"))
 
             def run(cfg=cfg, fl=fl):
                 launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,

@@ -64,6 +64,7 @@ class GemmConfig:
     multicast: str         # "none" | "a" (tile pairs share rows) | "b" (tile pairs share columns)
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
+    mma_buffers: int = 1   # partial sums in flight per math warpgroup (2 hides the promotion)
 
     @property
     def cluster_size(self) -> int:

@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("m", type=int)
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
-    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,stages]")
+    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,buffers[,stages]]")
     p.add_argument("--exp", nargs="*", default=["none"], help="none | NO_MMA | NO_PROMOTE (experiment knobs)")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
@@ -34,10 +34,11 @@ def main() -> None:
     for v in args.variants:
         parts = v.split(",")
         bm, bn, mc = int(parts[0]), int(parts[1]), parts[2]
-        stages = int(parts[3]) if len(parts) > 3 else max_stages(bm, bn)
+        buffers = int(parts[3]) if len(parts) > 3 else 1
+        stages = int(parts[4]) if len(parts) > 4 else max_stages(bm, bn)
         slab = 64 if bn % 64 == 0 else 32 if bn % 32 == 0 else 16
         configs.append(dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=stages,
-                                           store_slab_cols=slab))
+                                           mma_buffers=buffers, store_slab_cols=slab))
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:

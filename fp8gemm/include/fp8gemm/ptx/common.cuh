@@ -26,6 +26,9 @@ template <typename T>
 FP8GEMM_DEVICE constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
 
 template <typename T>
+constexpr T gcd(T a, T b) { return b == 0 ? a : gcd(b, a % b); }
+
+template <typename T>
 FP8GEMM_DEVICE constexpr T min_of(T a, T b) { return a < b ? a : b; }
 
 template <typename T>

@@ -9,11 +9,6 @@ FP8GEMM_DEVICE void named_barrier_sync(uint32_t id, uint32_t num_threads) {
     asm volatile("bar.sync %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
 }
 
-// Arrives at a named barrier without waiting (the producer side of a producer/consumer pair).
-FP8GEMM_DEVICE void named_barrier_arrive(uint32_t id, uint32_t num_threads) {
-    asm volatile("bar.arrive %0, %1;" :: "r"(id), "r"(num_threads) : "memory");
-}
-
 // Hands registers back to the pool (producer warpgroup) ...
 template <int kRegisters>
 FP8GEMM_DEVICE void setmaxnreg_dec() {

@@ -92,6 +92,9 @@ def grouped_scaled_mm_blockwise(
     for g, (start, count) in enumerate(rows):
         if count == 0:
             continue
+        # cuBLASLt wants the 1x128 scales' leading dimension (the row count) 16-byte aligned: run
+        # up to 3 extra rows (they exist: groups are padded), a negligible extra for the baseline.
+        count = min(_round_up(count, 4), a.shape[-2] - start if layout == "contiguous" else a.shape[1])
         if layout == "contiguous":
             a_g, sa_g = a[start : start + count], sa[start : start + count]
         else:

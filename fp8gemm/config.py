@@ -22,10 +22,19 @@ BLOCK_N_CANDIDATES = tuple(range(16, 193, 16))
 # NOTES: BLOCK_N = 192 spills (ptxas, 232-240 registers for 96 + 96 accumulators plus addressing).
 MAX_BLOCK_N = {64: 176, 128: 176}
 BLOCK_M_CANDIDATES = (64, 128)
-MAX_STAGES = 8
+# NOTES: small tiles (decode shapes) are bound by the latency of loads, so they get as many
+# stages as shared memory holds: more bytes in flight per SM.
+MAX_STAGES = 32
 # NOTES: two partial sums in flight (promotion overlapped with the next block's wgmma) need
-# 3 * BLOCK_N / 2 accumulator registers: up to 128 without spills.
+# 3 * BLOCK_N / 2 accumulator registers: up to 128 without spills (ptxas, every layout and
+# multicast), except masked BM=64 BN=128, which spills 4 bytes (the masked scheduler's state).
 MAX_DOUBLE_BUFFERED_BLOCK_N = 128
+
+
+def _mma_buffers(layout: str, block_m: int, block_n: int) -> int:
+    if block_n > MAX_DOUBLE_BUFFERED_BLOCK_N or (layout == "masked" and block_m == 64 and block_n == 128):
+        return 1
+    return 2
 RASTER_WIDTH = 16
 
 
@@ -170,7 +179,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
                         store_slab_cols=_store_slab_cols(block_n),
-                        mma_buffers=2 if block_n <= MAX_DOUBLE_BUFFERED_BLOCK_N else 1)
+                        mma_buffers=_mma_buffers(layout, block_m, block_n))
     if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config

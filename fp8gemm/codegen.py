@@ -12,7 +12,7 @@ _LAYOUT_ENUM = {"dense": "kDense", "contiguous": "kContiguous", "masked": "kMask
 def kernel_name(config: GemmConfig) -> str:
     return (f"fp8gemm_{config.layout}_n{config.n}_k{config.k}_g{config.num_groups}"
             f"_bm{config.block_m}_bn{config.block_n}_s{config.stages}_mc{config.multicast}"
-            f"_r{config.raster_width}_p{config.mma_buffers}_b{config.mma_batch}")
+            f"_r{config.raster_width}_p{config.mma_buffers}")
 
 
 def wgmma_wrapper(block_n: int) -> str:
@@ -59,7 +59,6 @@ struct Config {{
     static constexpr int kStoreSlabCols = {config.store_slab_cols};
     static constexpr int kSmemBytes = {config.smem_bytes};
     static constexpr int kMmaBuffers = {config.mma_buffers};
-    static constexpr int kMmaBatch = {config.mma_batch};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;
 }};
 

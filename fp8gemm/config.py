@@ -31,12 +31,6 @@ MAX_STAGES = 32
 MAX_DOUBLE_BUFFERED_BLOCK_N = 128
 
 
-def _mma_batch(block_n: int) -> int:
-    # NOTES: small tiles wait on wgmma latency; four K blocks in flight take (4 + 1) * BLOCK_N / 2
-    # registers, fine up to BLOCK_N = 64.
-    return 4 if block_n <= 64 else 1
-
-
 def _mma_buffers(layout: str, block_m: int, block_n: int) -> int:
     if block_n > MAX_DOUBLE_BUFFERED_BLOCK_N or (layout == "masked" and block_m == 64 and block_n == 128):
         return 1
@@ -83,7 +77,6 @@ class GemmConfig:
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
     mma_buffers: int = 1   # partial sums in flight per math warpgroup (2 hides the promotion)
-    mma_batch: int = 1     # K blocks issued back to back before one wait (small tiles)
 
     @property
     def cluster_size(self) -> int:
@@ -186,7 +179,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
                         store_slab_cols=_store_slab_cols(block_n),
-                        mma_buffers=_mma_buffers(layout, block_m, block_n), mma_batch=_mma_batch(block_n))
+                        mma_buffers=_mma_buffers(layout, block_m, block_n))
     if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config

@@ -38,8 +38,7 @@ def main() -> None:
         stages = int(parts[4]) if len(parts) > 4 else max_stages(bm, bn)
         slab = 64 if bn % 64 == 0 else 32 if bn % 32 == 0 else 16
         configs.append(dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=stages,
-                                           mma_buffers=buffers, store_slab_cols=slab,
-                                           mma_batch=4 if buffers == 4 else 1))
+                                           mma_buffers=buffers, store_slab_cols=slab))
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:

@@ -11,7 +11,7 @@ import dataclasses
 import torch
 
 from fp8gemm import launch
-from fp8gemm.config import max_stages, select_config
+from fp8gemm.config import _mma_buffers, _store_slab_cols, max_stages, select_config
 from fp8gemm.testing import calc_diff, make_dense_inputs
 from fp8gemm.timing import time_kernel
 
@@ -34,11 +34,14 @@ def main() -> None:
     for v in args.variants:
         parts = v.split(",")
         bm, bn, mc = int(parts[0]), int(parts[1]), parts[2]
-        buffers = int(parts[3]) if len(parts) > 3 else 1
-        stages = int(parts[4]) if len(parts) > 4 else max_stages(bm, bn)
-        slab = 64 if bn % 64 == 0 else 32 if bn % 32 == 0 else 16
-        configs.append(dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=stages,
-                                           mma_buffers=buffers, store_slab_cols=slab))
+        variant = dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=max_stages(bm, bn),
+                                      store_slab_cols=_store_slab_cols(bn),
+                                      mma_buffers=_mma_buffers(args.layout, bm, bn))
+        if len(parts) > 3:
+            variant = dataclasses.replace(variant, mma_buffers=int(parts[3]))
+        if len(parts) > 4:
+            variant = dataclasses.replace(variant, stages=int(parts[4]))
+        configs.append(variant)
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:

@@ -25,6 +25,7 @@ BLOCK_M_CANDIDATES = (64, 128)
 # NOTES: small tiles (decode shapes) are bound by the latency of loads, so they get as many
 # stages as shared memory holds: more bytes in flight per SM.
 MAX_STAGES = 32
+MAX_K_SPLITS = 8
 # NOTES: two partial sums in flight (promotion overlapped with the next block's wgmma) need
 # 3 * BLOCK_N / 2 accumulator registers: up to 128 without spills (ptxas, every layout and
 # multicast), except masked BM=64 BN=128, which spills 4 bytes (the masked scheduler's state).
@@ -77,6 +78,7 @@ class GemmConfig:
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
     mma_buffers: int = 1   # partial sums in flight per math warpgroup (2 hides the promotion)
+    k_splits: int = 1      # split-K slices (dense only; a second kernel sums them)
 
     @property
     def cluster_size(self) -> int:
@@ -101,7 +103,8 @@ class GemmConfig:
     def __str__(self) -> str:
         return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
                 f"BM={self.block_m} BN={self.block_n} stages={self.stages} "
-                f"multicast={self.multicast} smem={self.smem_bytes}")
+                f"multicast={self.multicast} buffers={self.mma_buffers} k_splits={self.k_splits} "
+                f"smem={self.smem_bytes}")
 
 
 def _store_slab_cols(block_n: int) -> int:
@@ -116,17 +119,24 @@ def _store_slab_cols(block_n: int) -> int:
 _WGMMA_EFFICIENCY = {64: 0.75, 80: 0.78, 96: 0.8, 112: 0.85, 128: 1.0, 144: 0.9, 160: 1.0, 176: 0.98}
 
 
-def _tile_cost(block_m: int, block_n: int) -> float:
-    """Relative time of one tile per unit of K on one SM.
+def _k_block_us(block_m: int, block_n: int) -> float:
+    """Estimated time of one 128-deep K block of one tile on one SM, in microseconds.
 
-    NOTES: a tile is bound by the tensor cores (BM*BN MACs at the efficiency measured for its
-    shape) or by the loads into shared memory (BM + BN bytes). The load weight was set so that
-    128x128 is just compute bound.
+    NOTES: calibrated on the H200. Large tiles are bound by the tensor cores: 128x128 takes
+    ~0.5 us per K block, 128x160 ~0.62 us. Small tiles are bound by the load pipeline, which
+    costs ~0.25 us per K block plus the bytes (~200 GB/s per SM): 64x16 ~0.30 us, 64x64 ~0.35 us.
     """
     efficiency = _WGMMA_EFFICIENCY.get(block_n, 0.7) * (1.0 if block_m == 128 else 0.7)
-    compute = block_m * block_n / efficiency
-    load = 56.0 * (block_m + block_n)
+    compute = block_m * block_n / (33000.0 * efficiency)
+    load = 0.25 + (block_m + block_n) * BLOCK_K / 200e3
     return max(compute, load)
+
+
+def _split_k_overhead_us(m: int, n: int, k_splits: int) -> float:
+    """The second kernel of split-K: its launch, plus writing and summing the FP32 slices."""
+    if k_splits == 1:
+        return 0.0
+    return 3.0 + m * n * (8 * k_splits + 2) / 3e6
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
@@ -145,6 +155,12 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    num_k_blocks = math.ceil(k / BLOCK_K)
+    # NOTES: split-K only for dense GEMMs, where few output tiles would leave SMs idle; every
+    # slice keeps at least 4 K blocks so that its pipeline fills.
+    split_options = [1]
+    if layout == "dense":
+        split_options += [s for s in range(2, MAX_K_SPLITS + 1) if math.ceil(num_k_blocks / s) >= 4]
     best = None
     for block_m in BLOCK_M_CANDIDATES:
         if block_m == 128 and m <= 64:
@@ -156,21 +172,22 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                 continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)
-            waves = math.ceil(tiles / num_sms)
-            # Work wasted on padding along N also costs; the cost counts whole tiles.
-            cost = waves * _tile_cost(block_m, block_n)
-            key = (cost, -block_m, -block_n)
-            if best is None or key < best[0]:
-                best = (key, block_m, block_n, tiles)
+            for k_splits in split_options:
+                waves = math.ceil(tiles * k_splits / num_sms)
+                cost = (waves * math.ceil(num_k_blocks / k_splits) * _k_block_us(block_m, block_n)
+                        + _split_k_overhead_us(m, n, k_splits))
+                key = (cost, k_splits, -block_m, -block_n)
+                if best is None or key < best[0]:
+                    best = (key, block_m, block_n, tiles, k_splits)
     assert best is not None
-    _, block_m, block_n, tiles = best
+    _, block_m, block_n, tiles, k_splits = best
 
     multicast = "none"
     n_blocks = math.ceil(n / block_n)
     rows = m * num_groups if layout == "masked" else m
     # NOTES: a 2-CTA cluster shares one operand through TMA multicast; it pays when there are
     # enough tiles to keep every SM busy in pairs and the same rows/columns are re-read a lot.
-    if rows >= 512 and tiles >= num_sms and num_sms % 2 == 0:
+    if k_splits == 1 and rows >= 512 and tiles >= num_sms and num_sms % 2 == 0:
         if n_blocks % 2 == 0:
             multicast = "a"
         elif layout == "dense" and math.ceil(m / block_m) % 2 == 0:
@@ -179,7 +196,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
                         store_slab_cols=_store_slab_cols(block_n),
-                        mma_buffers=_mma_buffers(layout, block_m, block_n))
+                        mma_buffers=_mma_buffers(layout, block_m, block_n), k_splits=k_splits)
     if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config
@@ -190,7 +207,7 @@ def grid_size(config: GemmConfig, m: int, num_sms: int) -> int:
     if config.layout == "masked":
         tiles = num_sms
     else:
-        tiles = math.ceil(m / config.block_m) * config.num_n_blocks
+        tiles = math.ceil(m / config.block_m) * config.num_n_blocks * config.k_splits
     grid = max(1, min(num_sms, tiles))
     cluster = config.cluster_size
     return max(cluster, grid // cluster * cluster)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import jit
-from .codegen import kernel_name, kernel_source
+from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kernel_source
 from .config import BLOCK_K, GemmConfig, grid_size, select_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
@@ -92,10 +92,30 @@ def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_str
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (slab, 64), slab * 2)
     kernel = kernel_for(config, flags)
     num_sms = get_num_sms()
+    workspace = None
+    if config.k_splits > 1:
+        # One FP32 plane per K slice; the caching allocator makes this cheap, and under CUDA-graph
+        # capture it comes from the graph's private pool.
+        workspace = torch.empty((config.k_splits, rows, config.n), dtype=torch.float32, device=out2d.device)
     args = (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
-            ctypes.c_int32(rows))
+            workspace if workspace is not None else _NULL, ctypes.c_int32(rows))
     kernel.launch(grid_size(config, grid_rows, num_sms), config.num_threads, config.smem_bytes, args,
                   cluster=config.cluster_size)
+    if workspace is not None:
+        elements = rows * config.n
+        blocks = max(1, min(-(-elements // (4 * 256)), 8 * num_sms))
+        _reduce_kernel(config.k_splits).launch(blocks, 256, 0, (workspace, out2d, ctypes.c_int64(elements)))
+
+
+_reduce_kernels: dict[int, jit.Kernel] = {}
+
+
+def _reduce_kernel(k_splits: int) -> jit.Kernel:
+    kernel = _reduce_kernels.get(k_splits)
+    if kernel is None:
+        kernel = jit.build(reduce_kernel_source(k_splits), reduce_kernel_name(k_splits))
+        _reduce_kernels[k_splits] = kernel
+    return kernel
 
 
 def gemm_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,

@@ -19,6 +19,9 @@ struct Tile {
     int row;          // first row of the tile in the 2D views of A and D
     int local_row;    // first row of the tile inside its group (masked layout), else == row
     int row_limit;    // rows at or past this local row are not written (M, or masked_m[group])
+    int k_split;      // which slice of K (split-K), 0 without split-K
+    int k_block;      // first K block of the slice
+    int num_k_blocks; // K blocks in the slice
 };
 
 template <class Cfg>
@@ -27,6 +30,10 @@ struct TileScheduler {
     // NOTES: tiles are visited in bands of kRasterWidth blocks along one dimension, so that the
     // ~132 tiles in flight at any moment cover a compact rectangle and share A and B in L2.
     static constexpr bool kFastN = !Cfg::kMulticastB;
+    static constexpr int kNumKBlocks = ceil_div(Cfg::kShapeK, 128);
+    // NOTES: split-K (dense decode shapes) cuts K into kKSplits slices, each a unit of work of its
+    // own, so that a few output tiles still spread over every SM.
+    static constexpr int kKBlocksPerSplit = ceil_div(kNumKBlocks, Cfg::kKSplits);
 
     const int* grouped;      // m_indices (contiguous) or masked_m (masked); unused for dense
     int rows;                // M (dense, contiguous) or max_m (masked)
@@ -88,13 +95,20 @@ struct TileScheduler {
                 if (group >= Cfg::kNumGroups) return false;
                 rasterize(t - group_first_tile, group_m_blocks, tile.m_block, tile.n_block);
                 tile.group = group;
+                tile.k_split = tile.k_block = 0;
+                tile.num_k_blocks = kNumKBlocks;
                 tile.local_row = tile.m_block * Cfg::kBlockM;
                 tile.row = group * rows + tile.local_row;
                 tile.row_limit = group_rows;
                 return true;
             }
-            if (t >= num_m_blocks * kNumNBlocks) return false;
-            rasterize(t, num_m_blocks, tile.m_block, tile.n_block);
+            const int num_tiles = num_m_blocks * kNumNBlocks;
+            if (t >= num_tiles * Cfg::kKSplits) return false;
+            // The split is the slowest index: the tiles of one slice run side by side.
+            tile.k_split = t / num_tiles;
+            tile.k_block = tile.k_split * kKBlocksPerSplit;
+            tile.num_k_blocks = min_of(kKBlocksPerSplit, kNumKBlocks - tile.k_block);
+            rasterize(t - tile.k_split * num_tiles, num_m_blocks, tile.m_block, tile.n_block);
             tile.row = tile.local_row = tile.m_block * Cfg::kBlockM;
             tile.row_limit = rows;
             tile.group = 0;

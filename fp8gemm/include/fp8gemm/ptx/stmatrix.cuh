@@ -32,4 +32,8 @@ FP8GEMM_DEVICE void store_global_16(void* ptr, const Vec16& v) {
                  :: "l"(ptr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
 }
 
+FP8GEMM_DEVICE void store_global_f32x2(float* ptr, float x, float y) {
+    asm volatile("st.global.v2.f32 [%0], {%1, %2};" :: "l"(ptr), "f"(x), "f"(y) : "memory");
+}
+
 }  // namespace fp8gemm::ptx

@@ -1,0 +1,175 @@
+// Per-token (1x128) FP8 cast of activations in one pass: x [groups, rows, k] (BF16, FP16 or FP32,
+// row-major) -> q [groups, rows, k] e4m3 plus one FP32 scale per 128-wide block, written straight into
+// a strided scale tensor (the GEMM's TMA-aligned column-major layout, or any other).
+//
+// Bit-for-bit the same as fp8gemm.quant.per_token_cast_to_fp8:
+//   amax  = max |x| over the block (NaN propagates), clamped below at 1e-4
+//   scale = amax / 448           (IEEE division, round to nearest even)
+//   q     = e4m3(x / scale)      (IEEE division; round to nearest even, saturating at +-448, NaN kept)
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm::quant {
+
+enum ElemKind : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
+
+template <int kKind> struct Elem;
+template <> struct Elem<kFloat32> { static constexpr int kBytes = 4; };
+template <> struct Elem<kBFloat16> { static constexpr int kBytes = 2; };
+template <> struct Elem<kFloat16> { static constexpr int kBytes = 2; };
+
+constexpr int kBlock = 128;
+
+// NOTES: 16-byte read-only loads that skip L1: every input byte is read exactly once.
+FP8GEMM_DEVICE void load_16b(const void* ptr, uint32_t (&v)[4]) {
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(ptr));
+}
+
+// The PTX spellings pin the exact rounding whatever the compiler flags (no fast-math surprises).
+FP8GEMM_DEVICE float div_rn(float a, float b) {
+    float r;
+    asm("div.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+
+FP8GEMM_DEVICE float rcp_rn(float b) {
+    float r;
+    asm("rcp.rn.f32 %0, %1;" : "=f"(r) : "f"(b));
+    return r;
+}
+
+// a / b correctly rounded, given inv_b = rcp_rn(b): one multiply and two FMAs (Markstein's correction:
+// with a correctly rounded reciprocal and a faithful first quotient, q0 + (a - b*q0) * inv_b rounds to
+// the correctly rounded quotient; underflow cannot occur at the magnitudes a scale allows).
+// NOTES: div.rn.f32 per element costs ~10 instructions and a slow-path branch, which made the kernel
+// ALU-bound at HBM rates on paper; this is 3 per element and still bit-exact.
+FP8GEMM_DEVICE float div_by(float a, float b, float inv_b) {
+    const float q0 = a * inv_b;
+    const float r = fmaf(-b, q0, a);
+    return fmaf(r, inv_b, q0);
+}
+
+// max that returns NaN when either input is NaN, like torch.amax / torch.clamp.
+FP8GEMM_DEVICE float max_nan(float a, float b) {
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+}
+
+// Two floats -> two e4m3 bytes (lo in the low byte); saturates finite values at +-448, keeps NaN.
+FP8GEMM_DEVICE uint32_t to_e4m3x2(float lo, float hi) {
+    unsigned short r;
+    asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+// The 16 loaded bytes as floats (exact widening).
+template <int kKind, int kVec>
+FP8GEMM_DEVICE void unpack(const uint32_t (&v)[4], float (&f)[kVec]) {
+    if constexpr (kKind == kFloat32) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(v[i]);
+    } else if constexpr (kKind == kBFloat16) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            f[2 * i] = __uint_as_float(v[i] << 16);
+            f[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            unsigned short lo = v[i] & 0xffff, hi = v[i] >> 16;
+            asm("cvt.f32.f16 %0, %1;" : "=f"(f[2 * i]) : "h"(lo));
+            asm("cvt.f32.f16 %0, %1;" : "=f"(f[2 * i + 1]) : "h"(hi));
+        }
+    }
+}
+
+// One "task" is one 128-wide block of one row. A group of kLanes lanes (16 for 2-byte inputs, 32 for
+// FP32) covers a block with one 16-byte vector per lane; each lane group does kUnroll tasks.
+// Task order is (group, k-block, row) with the row fastest, so that neighbouring lane groups write
+// neighbouring scales of the column-major scale tensor (coalesced) while each still reads whole
+// 256/512-byte row segments.
+// Rows in [rows, scale_rows) are the scale tensor's TMA padding: they get a zero scale and no q.
+template <int kKind, int kUnroll>
+FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __restrict__ q,
+                                   float* __restrict__ scales, int groups, int rows, int scale_rows, int k,
+                                   int64_t scale_row_stride, int64_t scale_kb_stride,
+                                   int64_t scale_group_stride) {
+    constexpr int kBytes = Elem<kKind>::kBytes;
+    constexpr int kVec = 16 / kBytes;         // elements per 16-byte vector
+    constexpr int kLanes = kBlock / kVec;     // lanes per 128-wide block
+    static_assert(kLanes == 16 || kLanes == 32, "a block spans a half or a whole warp");
+
+    const int kb = (k + kBlock - 1) / kBlock;
+    const int64_t num_tasks = int64_t(groups) * kb * scale_rows;
+    const int lane = threadIdx.x % kLanes;
+    const int64_t lane_group = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes;
+
+    uint32_t v[kUnroll][4];
+    int64_t row_of[kUnroll], kb_of[kUnroll], group_of[kUnroll];
+    bool has_data[kUnroll];
+
+    // NOTES: all loads of the thread are issued before any use, so each thread keeps kUnroll 16-byte
+    // requests in flight: with a full SM that is enough bytes in flight to cover HBM latency.
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+        const int64_t task = lane_group * kUnroll + u;
+        const int64_t row = task % scale_rows;
+        const int64_t rest = task / scale_rows;
+        row_of[u] = row;
+        kb_of[u] = rest % kb;
+        group_of[u] = rest / kb;
+        const int64_t col = kb_of[u] * kBlock + int64_t(lane) * kVec;
+        has_data[u] = task < num_tasks && row < rows && col < k;  // k % kVec == 0: whole vectors
+        v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0;
+        if (has_data[u]) load_16b(x + ((group_of[u] * rows + row) * k + col) * kBytes, v[u]);
+    }
+
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+        float f[kVec];
+        unpack<kKind, kVec>(v[u], f);
+        float amax = 0.0f;  // zero padding does not change a block's amax
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) amax = max_nan(amax, fabsf(f[i]));
+        // NOTES: a butterfly within the lane group; every lane of the warp takes part (full mask),
+        // also lanes without a task, so no lane waits on an absent partner.
+#pragma unroll
+        for (int offset = kLanes / 2; offset > 0; offset /= 2)
+            amax = max_nan(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+        const float scale = div_rn(max_nan(amax, 1e-4f), 448.0f);
+        const float inv_scale = rcp_rn(scale);
+
+        const int64_t task = lane_group * kUnroll + u;
+        if (has_data[u]) {
+            uint32_t packed[kVec / 4];
+#pragma unroll
+            for (int i = 0; i < kVec / 4; ++i) {
+                const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale),
+                                                div_by(f[4 * i + 1], scale, inv_scale));
+                const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale),
+                                                div_by(f[4 * i + 3], scale, inv_scale));
+                packed[i] = lo | (hi << 16);
+            }
+            const int64_t col = kb_of[u] * kBlock + int64_t(lane) * kVec;
+            uint8_t* dst = q + (group_of[u] * rows + row_of[u]) * k + col;
+            // NOTES: one 8-byte (2-byte inputs) or 4-byte (FP32) store per lane: the lane group writes
+            // its 128 output bytes in one coalesced transaction.
+            if constexpr (kVec == 8) {
+                asm volatile("st.global.v2.u32 [%0], {%1, %2};" :: "l"(dst), "r"(packed[0]), "r"(packed[1])
+                             : "memory");
+            } else {
+                asm volatile("st.global.u32 [%0], %1;" :: "l"(dst), "r"(packed[0]) : "memory");
+            }
+        }
+        if (lane == 0 && task < num_tasks) {
+            const float value = row_of[u] < rows ? scale : 0.0f;
+            scales[group_of[u] * scale_group_stride + kb_of[u] * scale_kb_stride
+                   + row_of[u] * scale_row_stride] = value;
+        }
+    }
+}
+
+}  // namespace fp8gemm::quant

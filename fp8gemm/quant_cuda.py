@@ -1,0 +1,98 @@
+"""The one-pass CUDA kernel behind ``per_token_cast_to_fp8(x, tma_aligned_scales=True)`` on CUDA tensors.
+
+It reads BF16/FP16/FP32 ``x`` (``[m, k]`` or ``[g, m, k]``) once and writes the FP8 values and the FP32
+scales, the scales straight into the TMA-aligned column-major layout the GEMMs read (padding rows
+zeroed), so no layout conversion follows. Results are bit-for-bit those of the torch version in
+`fp8gemm.quant`. Device code: ``include/fp8gemm/quant/per_token_cast.cuh``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from .layout import get_tma_aligned_size
+
+__all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "KINDS"]
+
+BLOCK = 128
+THREADS = 256
+UNROLL = 2
+# dtype -> (ElemKind in the header, short name for the entry point)
+KINDS = {torch.float32: (0, "f32"), torch.bfloat16: (1, "bf16"), torch.float16: (2, "f16")}
+
+_kernels: dict[torch.dtype, object] = {}
+
+
+def kernel_name(dtype: torch.dtype) -> str:
+    return f"fp8gemm_per_token_cast_{KINDS[dtype][1]}"
+
+
+def kernel_source(dtype: torch.dtype) -> str:
+    """The CUDA source of the entry point for one input dtype."""
+    kind, _ = KINDS[dtype]
+    return f"""#include <fp8gemm/quant/per_token_cast.cuh>
+
+extern "C" __global__ void __launch_bounds__({THREADS}) {kernel_name(dtype)}(
+        const fp8gemm::uint8_t* x, fp8gemm::uint8_t* q, float* scales, int groups, int rows, int scale_rows,
+        int k, long long scale_row_stride, long long scale_kb_stride, long long scale_group_stride) {{
+    fp8gemm::quant::per_token_cast<{kind}, {UNROLL}>(x, q, scales, groups, rows, scale_rows, k,
+                                                  scale_row_stride, scale_kb_stride, scale_group_stride);
+}}
+"""
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether the kernel takes ``x``: CUDA, 2D or 3D, a float dtype it knows, and k % 16 == 0 (FP8 rows
+    must stay 16-byte aligned for the GEMM's TMA loads anyway)."""
+    return (
+        x.is_cuda and x.dim() in (2, 3) and x.dtype in KINDS and x.shape[-1] % 16 == 0 and x.shape[-1] > 0
+    )
+
+
+def _kernel(dtype: torch.dtype):
+    kernel = _kernels.get(dtype)
+    if kernel is None:
+        from . import jit
+
+        kernel = _kernels[dtype] = jit.build(kernel_source(dtype), kernel_name(dtype))
+    return kernel
+
+
+def per_token_cast_to_fp8_cuda(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cast ``x`` (``supports(x)`` must hold) per 1x128 block; scales in the TMA-aligned column-major layout.
+
+    Returns ``(q, scale)``: ``q`` float8_e4m3fn contiguous with x's shape; ``scale`` float32 ``[m, kb]``
+    with strides ``(1, aligned_m)`` or ``[g, m, kb]`` with strides ``(aligned_m * kb, 1, aligned_m)``,
+    ``aligned_m = get_tma_aligned_size(m, 4)``. Work is queued on torch's current stream (graph-safe
+    once the kernel has been built, i.e. after a first call outside capture).
+    """
+    if not supports(x):
+        raise ValueError(
+            "x: expected a CUDA float32/bfloat16/float16 tensor of 2 or 3 dims with k % 16 == 0, got "
+            f"{x.dtype} shape {list(x.shape)} on {x.device}"
+        )
+    # NOTES: the kernel reads 16-byte vectors: rows must be dense and the base 16-byte aligned.
+    if not x.is_contiguous() or x.data_ptr() % 16:
+        x = x.contiguous() if not x.is_contiguous() else x.clone()
+    batched = x if x.dim() == 3 else x.unsqueeze(0)
+    g, m, k = batched.shape
+    kb = (k + BLOCK - 1) // BLOCK
+    aligned_m = get_tma_aligned_size(m, 4)
+    q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
+    storage = torch.empty((g, kb, aligned_m), dtype=torch.float32, device=x.device)
+    scale = storage.transpose(1, 2)[:, :m, :]  # [g, m, kb], strides (kb * aligned_m, 1, aligned_m)
+    if g * m > 0:
+        lanes = BLOCK // (16 // x.element_size())
+        tasks = g * kb * aligned_m
+        threads = (tasks + UNROLL - 1) // UNROLL * lanes
+        grid = (threads + THREADS - 1) // THREADS
+        with torch.cuda.device(x.device):
+            _kernel(x.dtype).launch(
+                grid, THREADS, 0,
+                (x, q, storage, ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m),
+                 ctypes.c_int32(k), ctypes.c_int64(1), ctypes.c_int64(aligned_m),
+                 ctypes.c_int64(kb * aligned_m)),
+            )
+    return q, scale if x.dim() == 3 else scale[0]

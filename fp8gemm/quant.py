@@ -4,6 +4,8 @@
 activations (`per_token_cast_to_fp8`), 128x128 over the last two dims for weights
 (`per_block_cast_to_fp8`). ``scale = amax(|x| over the block) / 448`` with amax clamped below at
 1e-4, so that all-zero blocks do not divide by zero. A last block that is shorter than 128 is fine.
+Both divisions are IEEE (correctly rounded) on every device, so results are the same bit for bit on
+CPU, on CUDA and in the CUDA kernel of `fp8gemm.quant_cuda`.
 """
 
 from __future__ import annotations
@@ -27,31 +29,63 @@ def _check_float_input(x: torch.Tensor, min_dim: int) -> None:
         raise ValueError(f"x: expected at least {min_dim} dimensions, got shape {tuple(x.shape)}")
 
 
+def _scale_of(amax: torch.Tensor) -> torch.Tensor:
+    # A tensor divisor, not the Python scalar: torch's CUDA division by a CPU scalar multiplies by its
+    # reciprocal, which can differ from the true quotient in the last bit.
+    return amax / torch.full_like(amax, FP8_MAX)
+
+
 def _to_fp8(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     # amax / (amax / 448) can land a hair above 448 in FP32; clamp so the cast never overflows.
     return (x / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
 
 
-def per_token_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8(
+    x: torch.Tensor, *, tma_aligned_scales: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Quantize activations per 1x128 block along the last dimension.
 
     Args:
         x: bfloat16/float16/float32 ``[..., k]`` (2D ``[m, k]`` or batched 3D ``[g, m, k]``), any device.
+        tma_aligned_scales: return ``scale`` in the TMA-aligned column-major layout the GEMMs read
+            (`get_col_major_tma_aligned_tensor`'s layout; x must then be 2D or 3D). On CUDA, for
+            ``k % 16 == 0``, this runs one fused kernel (`fp8gemm.quant_cuda`) that reads x once and
+            writes both outputs, bit-for-bit equal to the torch computation; elsewhere it is the torch
+            computation followed by the layout conversion.
 
     Returns:
         ``(q, scale)``: ``q`` float8_e4m3fn with x's shape (contiguous); ``scale`` float32
         ``[..., ceil(k / 128)]``, row-major, with ``x[..., j] ~= q[..., j] * scale[..., j // 128]``.
-        Pass ``scale`` through `get_col_major_tma_aligned_tensor` to avoid a conversion in the GEMM.
+        Pass ``scale`` through `get_col_major_tma_aligned_tensor` (or ask for ``tma_aligned_scales``)
+        to avoid a conversion in the GEMM.
     """
     _check_float_input(x, 1)
+    if tma_aligned_scales:
+        return _per_token_cast_tma(x)
     k = x.shape[-1]
     kb = (k + BLOCK - 1) // BLOCK
     padded = F.pad(x.float(), (0, kb * BLOCK - k))  # zeros do not change a block's amax
     blocks = padded.view(*x.shape[:-1], kb, BLOCK)
     amax = blocks.abs().amax(dim=-1).clamp(min=AMAX_MIN)
-    scale = amax / FP8_MAX
+    scale = _scale_of(amax)
     q = _to_fp8(blocks, scale.unsqueeze(-1)).view(*x.shape[:-1], kb * BLOCK)[..., :k]
     return q.contiguous(), scale
+
+
+def _per_token_cast_tma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.dim() not in (2, 3):
+        raise ValueError(
+            f"x: expected 2D [m, k] or 3D [g, m, k] with tma_aligned_scales=True, got shape {tuple(x.shape)}"
+        )
+    if x.is_cuda:
+        from . import quant_cuda  # imported on first CUDA use: it pulls in the JIT
+
+        if quant_cuda.supports(x):
+            return quant_cuda.per_token_cast_to_fp8_cuda(x)
+    from .layout import get_col_major_tma_aligned_tensor
+
+    q, scale = per_token_cast_to_fp8(x)
+    return q, get_col_major_tma_aligned_tensor(scale)
 
 
 def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +105,6 @@ def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     padded = F.pad(x.float(), (0, kb * BLOCK - k, 0, nb * BLOCK - n))
     blocks = padded.view(*x.shape[:-2], nb, BLOCK, kb, BLOCK)
     amax = blocks.abs().amax(dim=(-3, -1)).clamp(min=AMAX_MIN)  # [..., nb, kb]
-    scale = amax / FP8_MAX
+    scale = _scale_of(amax)
     q = _to_fp8(blocks, scale[..., :, None, :, None]).view(*x.shape[:-2], nb * BLOCK, kb * BLOCK)
     return q[..., :n, :k].contiguous(), scale.contiguous()

@@ -44,10 +44,14 @@ FP8GEMM_DEVICE float rcp_rn(float b) {
 // the correctly rounded quotient; underflow cannot occur at the magnitudes a scale allows).
 // NOTES: div.rn.f32 per element costs ~10 instructions and a slow-path branch, which made the kernel
 // ALU-bound at HBM rates on paper; this is 3 per element and still bit-exact.
-FP8GEMM_DEVICE float div_by(float a, float b, float inv_b) {
-    const float q0 = a * inv_b;
-    const float r = fmaf(-b, q0, a);
-    return fmaf(r, inv_b, q0);
+FP8GEMM_DEVICE float div_by(float a, float b, float inv_b, bool exact_first) {
+    float q0, r, q1;
+    // Spelled in PTX so that no contraction or reassociation can change the rounding steps.
+    asm("mul.rn.f32 %0, %1, %2;" : "=f"(q0) : "f"(a), "f"(inv_b));
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(-b), "f"(q0), "f"(a));
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(q1) : "f"(r), "f"(inv_b), "f"(q0));
+    // The correction turns a zero quotient into +0; b > 0, so the quotient's sign is always a's.
+    return exact_first ? q0 : copysignf(q1, a);
 }
 
 // max that returns NaN when either input is NaN, like torch.amax / torch.clamp.
@@ -140,17 +144,20 @@ FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __res
         for (int offset = kLanes / 2; offset > 0; offset /= 2)
             amax = max_nan(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
         const float scale = div_rn(max_nan(amax, 1e-4f), 448.0f);
+        // An infinite amax (inf in the block) gives scale = inf and inv_scale = 0: the correction step
+        // would compute inf * 0 = NaN, where the true quotient x / inf is 0; the first product is exact.
         const float inv_scale = rcp_rn(scale);
+        const bool exact_first = inv_scale == 0.0f;
 
         const int64_t task = lane_group * kUnroll + u;
         if (has_data[u]) {
             uint32_t packed[kVec / 4];
 #pragma unroll
             for (int i = 0; i < kVec / 4; ++i) {
-                const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale),
-                                                div_by(f[4 * i + 1], scale, inv_scale));
-                const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale),
-                                                div_by(f[4 * i + 3], scale, inv_scale));
+                const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale, exact_first),
+                                                div_by(f[4 * i + 1], scale, inv_scale, exact_first));
+                const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale, exact_first),
+                                                div_by(f[4 * i + 3], scale, inv_scale, exact_first));
                 packed[i] = lo | (hi << 16);
             }
             const int64_t col = kb_of[u] * kBlock + int64_t(lane) * kVec;

@@ -1,0 +1,157 @@
+"""The one-pass CUDA activation cast: compiles clean on CPU; on the GPU, bit-for-bit the torch version,
+scales in the TMA-aligned layout (padding zeroed), every dtype, 2D and 3D, partial last blocks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fp8gemm import jit, quant_cuda
+from fp8gemm.layout import get_col_major_tma_aligned_tensor, get_tma_aligned_size, is_col_major_tma_aligned
+from fp8gemm.quant import per_token_cast_to_fp8
+
+DTYPES = [torch.bfloat16, torch.float16, torch.float32]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernel_compiles_for_sm90a_without_spills(dtype: torch.dtype) -> None:
+    kernel = jit.compile_cuda(quant_cuda.kernel_source(dtype), quant_cuda.kernel_name(dtype))
+    res = kernel.resources
+    assert res.spill_stores == 0 and res.spill_loads == 0
+    assert 0 < res.registers <= 64  # at least 4 CTAs of 256 threads per SM
+    sass = jit.sass(kernel.cubin)
+    loads = [line for line in sass.splitlines() if "LDG" in line]
+    assert loads and all(".128" in line for line in loads)  # only 16-byte vector loads
+
+
+def test_supports() -> None:
+    assert not quant_cuda.supports(torch.zeros(4, 128))  # CPU
+    meta = torch.empty(4, 128, device="meta")
+    assert not quant_cuda.supports(meta)
+
+
+@pytest.mark.parametrize("shape", [(5, 256), (3, 7, 200), (1, 1, 16)])
+def test_tma_aligned_scales_on_cpu(shape: tuple[int, ...], gen: torch.Generator) -> None:
+    x = torch.randn(shape, generator=gen).to(torch.bfloat16)
+    q, scale = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    q_ref, scale_ref = per_token_cast_to_fp8(x)
+    assert is_col_major_tma_aligned(scale)
+    assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+    assert torch.equal(scale, scale_ref)
+
+
+def test_tma_aligned_scales_rejects_4d() -> None:
+    with pytest.raises(ValueError, match="x: expected 2D"):
+        per_token_cast_to_fp8(torch.zeros(2, 2, 2, 128), tma_aligned_scales=True)
+
+
+def test_cuda_entry_rejects_unsupported_input() -> None:
+    with pytest.raises(ValueError, match="k % 16"):
+        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128))
+
+
+# ---------------------------------------------------------------------------------------------- GPU
+
+
+def _inputs(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(shape, generator=g, device="cuda", dtype=torch.float32)
+    # Rows at very different magnitudes, so scales cover a wide range (and hit the 1e-4 clamp).
+    rows = torch.logspace(-8, 4, shape[-2], device="cuda").view(*([1] * (len(shape) - 2)), -1, 1)
+    return (x * rows).to(dtype)
+
+
+def _assert_same_bits(x: torch.Tensor, y: torch.Tensor, int_dtype: torch.dtype) -> None:
+    """Equal bit patterns, except that a NaN only has to meet a NaN (payload and sign may differ)."""
+    x_nan, y_nan = x.float().isnan(), y.float().isnan()
+    assert torch.equal(x_nan, y_nan)
+    assert torch.equal(x.view(int_dtype)[~x_nan], y.view(int_dtype)[~y_nan])
+
+
+def _check_same(x: torch.Tensor) -> None:
+    q, scale = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    q_ref, scale_ref = per_token_cast_to_fp8(x)  # the torch computation, on the GPU
+    assert q.dtype == torch.float8_e4m3fn and q.shape == x.shape and q.is_contiguous()
+    assert is_col_major_tma_aligned(scale), scale.stride()
+    _assert_same_bits(q, q_ref, torch.uint8)
+    _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
+    # The padding rows of the storage are zero (TMA reads them for partial tiles).
+    m, kb = scale.shape[-2], scale.shape[-1]
+    aligned = get_tma_aligned_size(m, 4)
+    storage = torch.as_strided(scale, (*scale.shape[:-2], kb, aligned),
+                               (*scale.stride()[:-2], aligned, 1))
+    assert torch.all(storage[..., m:] == 0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 128), (7, 7168), (129, 4096), (333, 400), (4096, 7168), (64, 16)])
+def test_bit_exact_2d(dtype: torch.dtype, shape: tuple[int, int]) -> None:
+    _check_same(_inputs(shape, dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3, 256), (32, 20, 7168), (2, 130, 2112), (6, 128, 2048)])
+def test_bit_exact_3d(dtype: torch.dtype, shape: tuple[int, int, int]) -> None:
+    _check_same(_inputs(shape, dtype, seed=1))
+
+
+@pytest.mark.gpu
+def test_special_values() -> None:
+    x = torch.zeros(8, 384, device="cuda", dtype=torch.float32)
+    x[1, :] = 1e-30  # below the clamp
+    x[2, 5] = -448.0 * 3
+    x[3, 7] = float("inf")
+    x[4, 9] = float("nan")
+    x[5, 128:256] = torch.linspace(-1, 1, 128, device="cuda")
+    x[6, :] = -0.0
+    x[7, 300] = 3e38
+    _check_same(x)
+
+
+@pytest.mark.gpu
+def test_non_contiguous_and_misaligned_inputs() -> None:
+    base = _inputs((64, 1024 + 8), torch.bfloat16)
+    _check_same(base[:, 8:])  # rows not contiguous, start not 16-byte aligned
+    _check_same(_inputs((256, 64), torch.bfloat16).t())  # transposed
+
+
+@pytest.mark.gpu
+def test_empty_rows() -> None:
+    q, scale = per_token_cast_to_fp8(torch.empty(0, 256, device="cuda", dtype=torch.bfloat16),
+                                     tma_aligned_scales=True)
+    assert q.shape == (0, 256) and scale.shape == (0, 2)
+
+
+@pytest.mark.gpu
+def test_feeds_the_gemm() -> None:
+    """The kernel's outputs go straight into the GEMM and give the same result as the torch path."""
+    import fp8gemm
+
+    x = _inputs((200, 2048), torch.bfloat16)
+    w = torch.randn(512, 2048, device="cuda", dtype=torch.bfloat16)
+    b, sb = fp8gemm.per_block_cast_to_fp8(w)
+    a, sa = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    a_ref, sa_ref = per_token_cast_to_fp8(x)
+    out = torch.empty(200, 512, device="cuda", dtype=torch.bfloat16)
+    ref = torch.empty_like(out)
+    fp8gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+    fp8gemm.gemm_fp8_fp8_bf16_nt((a_ref, get_col_major_tma_aligned_tensor(sa_ref)), (b, sb), ref)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay() -> None:
+    x = torch.zeros(3, 64, 512, device="cuda", dtype=torch.bfloat16)
+    per_token_cast_to_fp8(x, tma_aligned_scales=True)  # build and load the kernel outside capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        q, scale = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    for seed in range(3):
+        x.copy_(_inputs(tuple(x.shape), torch.bfloat16, seed=seed))
+        graph.replay()
+        q_ref, scale_ref = per_token_cast_to_fp8(x)
+        torch.cuda.synchronize()
+        assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+        assert torch.equal(scale, scale_ref)

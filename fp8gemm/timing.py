@@ -17,7 +17,7 @@ _flush_buffers: dict[torch.device, torch.Tensor] = {}
 
 def _flush_buffer(device: torch.device) -> torch.Tensor:
     if device not in _flush_buffers:
-        _flush_buffers[device] = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+        _flush_buffers[device] = torch.zeros(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device)
     return _flush_buffers[device]
 
 
@@ -28,7 +28,7 @@ def time_kernel(
     """Median GPU time of ``fn()`` in microseconds.
 
     ``fn`` runs ``warmup`` times untimed (JIT, cuBLASLt heuristics, allocator), then ``iters`` times,
-    each preceded (when ``flush_l2``) by zeroing a 256 MB buffer; CUDA events on the current stream
+    each preceded (when ``flush_l2``) by reading a 256 MB buffer; CUDA events on the current stream
     bracket ``fn`` alone, so the flush is not counted. The median resists outliers (clock ramps,
     other tenants). ``fn`` must put all its work on the current stream. With ``use_graph`` (default)
     ``fn`` is captured once into a CUDA graph and the graph is replayed, so host overhead does not
@@ -51,12 +51,19 @@ def time_kernel(
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
     for start, end in zip(starts, ends, strict=True):
         if buffer is not None:
-            buffer.zero_()
+            _flush(buffer)
         start.record()
         fn()
         end.record()
     torch.cuda.synchronize()
     return statistics.median([s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends, strict=True)])
+
+
+def _flush(buffer: torch.Tensor) -> None:
+    # NOTES: the flush reads 256 MB rather than writing it: a written buffer leaves L2 full of
+    # dirty lines whose write-back the timed kernel would then pay for, which is not a cold cache
+    # but a penalty that swamps short kernels (the same for every library, but not what is meant).
+    torch.sum(buffer, dtype=torch.int64)
 
 
 def _capture(fn: Callable[[], object]) -> torch.cuda.CUDAGraph | None:

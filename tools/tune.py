@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("m", type=int)
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
-    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,buffers[,stages]]")
+    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,buffers[,stages[,k_splits]]]")
     p.add_argument("--exp", nargs="*", default=["none"], help="none | NO_MMA | NO_PROMOTE (experiment knobs)")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
@@ -41,6 +41,8 @@ def main() -> None:
             variant = dataclasses.replace(variant, mma_buffers=int(parts[3]))
         if len(parts) > 4:
             variant = dataclasses.replace(variant, stages=int(parts[4]))
+        if len(parts) > 5:
+            variant = dataclasses.replace(variant, k_splits=int(parts[5]))
         configs.append(variant)
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size

@@ -4,6 +4,7 @@ Activations are scaled per 1x128 block, weights per 128x128 block, accumulation 
 output BF16. Dense, M-grouped contiguous and M-grouped masked GEMMs; kernels are JIT-compiled.
 """
 
+from . import ops  # noqa: F401  (registers torch.ops.fp8gemm.*; no CUDA work at import)
 from .device import get_num_sms, set_num_sms
 from .gemm import (
     fp8_gemm_nt,
@@ -37,4 +38,16 @@ __all__ = [
     "get_m_alignment_for_contiguous_layout",
     "per_token_cast_to_fp8",
     "per_block_cast_to_fp8",
+    "ops",
+    "precompile",
 ]
+
+
+def __getattr__(name: str):
+    # `fp8gemm.precompile(...)` without importing the pool/argparse machinery at `import fp8gemm`:
+    # the submodule is callable (see fp8gemm/precompile.py) and imported on first access.
+    if name == "precompile":
+        import importlib
+
+        return importlib.import_module(".precompile", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,12 @@ Works without a GPU: the plan then assumes an H200 (132 SMs).
 
 Which ``m`` is planned: dense shapes their own ``m`` (or each of ``m_values``); contiguous shapes the
 total rows ``groups * round_up(m_per_group, 128)``; masked shapes ``expected_m = m_per_group``.
+
+From Python, the module itself is callable: ``fp8gemm.precompile(model, m_values=[1, 64, 4096])`` is
+`precompile` below; it takes a shapes file, a `ShapeSet`, ``(m, n, k)`` / ``(n, k)`` tuples, or a
+``torch.nn.Module`` whose ``nn.Linear`` layers give the ``(n, k)`` = ``(out_features, in_features)``.
+M is a run-time argument of every kernel, so one kernel serves many M; the M values only matter where
+the heuristics pick a different tile configuration (small decode M versus large prefill M).
 """
 
 from __future__ import annotations
@@ -19,12 +25,19 @@ import multiprocessing
 import os
 import sys
 import time
+import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fp8gemm.shapes import ShapeSet, load_shapes
+from fp8gemm.shapes import DenseShape, ShapeSet, load_shapes
 
-__all__ = ["PlanRequest", "PrecompileResult", "plan_requests", "precompile", "main"]
+__all__ = [
+    "PlanRequest", "PrecompileResult", "plan_requests", "precompile", "shapes_of", "DEFAULT_M_VALUES", "main",
+]
+
+# M values planned for (n, k) pairs given without M (a model's layers): decode batches to prefill chunks.
+DEFAULT_M_VALUES = (1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
 @dataclass(frozen=True)
@@ -123,8 +136,55 @@ def _executor(jobs: int) -> cf.Executor:
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method))
 
 
+def _linear_shapes(module: object) -> list[tuple[int, int]]:
+    import torch
+
+    pairs = []
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear):
+            pairs.append((layer.out_features, layer.in_features))
+    return pairs
+
+
+def shapes_of(
+    shapes: ShapeSet | str | Path | Iterable | object | None, m_values: list[int] | None = None
+) -> tuple[ShapeSet, list[int] | None]:
+    """Normalise what `precompile` accepts into a ShapeSet (and the M values to plan dense shapes for).
+
+    ``nn.Module`` -> its ``nn.Linear`` ``(out_features, in_features)``; tuples ``(m, n, k)`` or ``(n, k)``;
+    ``(n, k)`` pairs (and modules) are planned for ``m_values`` or `DEFAULT_M_VALUES`. Shapes the CUDA kernel
+    cannot run (n % 8 or k % 16) are dropped with a note on stderr: they would never reach a kernel.
+    """
+    if shapes is None or isinstance(shapes, (str, Path)):
+        return load_shapes(shapes), m_values
+    if isinstance(shapes, ShapeSet):
+        return shapes, m_values
+    import torch
+
+    items = _linear_shapes(shapes) if isinstance(shapes, torch.nn.Module) else list(shapes)
+    dense: list[DenseShape] = []
+    for item in items:
+        dims = tuple(int(d) for d in item)
+        if len(dims) == 2:
+            dense += [DenseShape(m, *dims) for m in (m_values or DEFAULT_M_VALUES)]
+        elif len(dims) == 3:
+            dense += [DenseShape(m, dims[1], dims[2]) for m in (m_values or [dims[0]])]
+        else:
+            raise ValueError(f"shapes: expected (m, n, k) or (n, k) tuples, got {item!r}")
+    kept, skipped = [], {}
+    for s in dict.fromkeys(dense):  # dedupe, keep order
+        if s.n % 8 or s.k % 16:
+            skipped[s.n, s.k] = None
+        else:
+            kept.append(s)
+    for n, k in skipped:
+        print(f"[precompile] skipping n={n} k={k}: the CUDA kernel needs n % 8 == 0 and k % 16 == 0",
+              file=sys.stderr)
+    return ShapeSet(dense=tuple(kept)), None
+
+
 def precompile(
-    shapes: ShapeSet | str | Path | None = None,
+    shapes: ShapeSet | str | Path | Iterable | object | None = None,
     *,
     m_values: list[int] | None = None,
     num_sms: int | None = None,
@@ -134,8 +194,10 @@ def precompile(
     """Plan every shape, compile each distinct kernel once, in parallel; return one result per kernel.
 
     Args:
-        shapes: a :class:`ShapeSet`, a shapes.json path, or None for the packaged shapes.
-        m_values: plan each dense ``(n, k)`` for these M instead of the file's M.
+        shapes: a :class:`ShapeSet`, a shapes.json path, None for the packaged shapes, an iterable of
+            ``(m, n, k)`` or ``(n, k)`` tuples, or a ``torch.nn.Module`` (its ``nn.Linear`` layers).
+        m_values: plan each dense ``(n, k)`` for these M instead of the file's M (for ``(n, k)`` pairs
+            and modules: default `DEFAULT_M_VALUES`).
         num_sms: SM count to plan for; default: the current GPU's, or 132 without a GPU.
         jobs: worker processes; default: the CPU count. 1 compiles in this process.
         progress: draw a progress line on stderr.
@@ -148,8 +210,7 @@ def precompile(
 
     if not hasattr(launch, "plan"):
         raise ImportError("fp8gemm.launch.plan is not available yet: nothing to precompile")
-    if not isinstance(shapes, ShapeSet):
-        shapes = load_shapes(shapes)
+    shapes, m_values = shapes_of(shapes, m_values)
     num_sms = num_sms or device.get_num_sms()
 
     kernels: dict[tuple[str, str], PrecompileResult] = {}
@@ -228,6 +289,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(results)} kernels in {time.perf_counter() - started:.1f} s: {failed} failed, {spilled} spill"
     )
     return 1 if failed or spilled else 0
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``fp8gemm.precompile(...)`` call `precompile` while ``fp8gemm.precompile`` stays this module."""
+
+    def __call__(self, *args, **kwargs) -> list[PrecompileResult]:
+        return precompile(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":

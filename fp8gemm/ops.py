@@ -1,0 +1,100 @@
+"""The GEMMs as PyTorch custom operators (namespace ``fp8gemm``), for ``torch.compile`` and export.
+
+    torch.ops.fp8gemm.gemm_nt(a, sa, b, sb, out)                                  -> None
+    torch.ops.fp8gemm.m_grouped_gemm_nt_contiguous(a, sa, b, sb, out, m_indices)  -> None
+    torch.ops.fp8gemm.m_grouped_gemm_nt_masked(a, sa, b, sb, out, masked_m, expected_m) -> None
+
+Each op writes into ``out`` (``mutates_args=("out",)``), exactly like the public functions. We chose
+mutating ops over functional ones because they keep the library's semantics (rows past ``masked_m``
+and padding rows of the contiguous layout are left untouched) and allocate nothing: under
+``torch.compile(fullgraph=True)`` the op is functionalized and Inductor re-inplaces it, so no copy
+of ``out`` is made. For code that prefers values, `gemm_nt` & co. below allocate ``out`` and call the op;
+they trace without graph breaks too.
+
+Strides: the ops carry ``needs_exact_strides`` (where torch has it), so a compiler passes tensors with
+the strides they had in eager mode, and every call (and the fake implementation, at trace time)
+re-validates them with `fp8gemm.validate`: an ``sa`` that is neither row-major nor TMA-aligned
+column-major, or a non-contiguous operand, raises ``ValueError`` naming it instead of being misread.
+
+Registration happens when ``fp8gemm`` is imported; it touches no CUDA state.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import gemm, validate
+
+__all__ = ["gemm_nt", "m_grouped_gemm_nt_contiguous", "m_grouped_gemm_nt_masked"]
+
+_TAGS = tuple(
+    getattr(torch.Tag, name) for name in ("needs_exact_strides",) if hasattr(torch.Tag, name)
+) or tuple(getattr(torch.Tag, name) for name in ("needs_fixed_stride_order",) if hasattr(torch.Tag, name))
+
+
+@torch.library.custom_op("fp8gemm::gemm_nt", mutates_args=("out",), tags=_TAGS)
+def _gemm_nt(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor) -> None:
+    gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+
+
+@_gemm_nt.register_fake
+def _(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor) -> None:
+    validate.check_dense((a, sa), (b, sb), out)
+
+
+@torch.library.custom_op("fp8gemm::m_grouped_gemm_nt_contiguous", mutates_args=("out",), tags=_TAGS)
+def _contiguous(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
+    m_indices: torch.Tensor,
+) -> None:
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, m_indices)
+
+
+@_contiguous.register_fake
+def _(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
+    m_indices: torch.Tensor,
+) -> None:
+    validate.check_contiguous((a, sa), (b, sb), out, m_indices)
+
+
+@torch.library.custom_op("fp8gemm::m_grouped_gemm_nt_masked", mutates_args=("out",), tags=_TAGS)
+def _masked(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
+    masked_m: torch.Tensor, expected_m: int,
+) -> None:
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, masked_m, expected_m)
+
+
+@_masked.register_fake
+def _(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
+    masked_m: torch.Tensor, expected_m: int,
+) -> None:
+    validate.check_masked((a, sa), (b, sb), out, masked_m, expected_m)
+
+
+def gemm_nt(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """Functional form of ``torch.ops.fp8gemm.gemm_nt``: returns a new BF16 ``[m, n]``."""
+    out = torch.empty((a.shape[0], b.shape[0]), dtype=torch.bfloat16, device=a.device)
+    torch.ops.fp8gemm.gemm_nt(a, sa, b, sb, out)
+    return out
+
+
+def m_grouped_gemm_nt_contiguous(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, m_indices: torch.Tensor
+) -> torch.Tensor:
+    """Functional contiguous grouped GEMM: a new BF16 ``[M, n]``; padding rows (index -1) are zero."""
+    out = torch.zeros((a.shape[0], b.shape[1]), dtype=torch.bfloat16, device=a.device)
+    torch.ops.fp8gemm.m_grouped_gemm_nt_contiguous(a, sa, b, sb, out, m_indices)
+    return out
+
+
+def m_grouped_gemm_nt_masked(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, masked_m: torch.Tensor,
+    expected_m: int,
+) -> torch.Tensor:
+    """Functional masked grouped GEMM: a new BF16 ``[g, max_m, n]``; rows past ``masked_m`` are zero."""
+    out = torch.zeros((a.shape[0], a.shape[1], b.shape[1]), dtype=torch.bfloat16, device=a.device)
+    torch.ops.fp8gemm.m_grouped_gemm_nt_masked(a, sa, b, sb, out, masked_m, expected_m)
+    return out

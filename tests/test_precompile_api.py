@@ -24,7 +24,8 @@ def test_shapes_of_a_module_uses_its_linear_layers() -> None:
     shapes, m_values = precompile_module.shapes_of(model, [1, 4096])
     assert m_values is None
     assert shapes.dense == (
-        DenseShape(1, 256, 512), DenseShape(4096, 256, 512), DenseShape(1, 512, 256), DenseShape(4096, 512, 256)
+        DenseShape(1, 256, 512), DenseShape(4096, 256, 512),
+        DenseShape(1, 512, 256), DenseShape(4096, 512, 256),
     )
 
 

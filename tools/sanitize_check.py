@@ -1,0 +1,54 @@
+"""Small GEMMs for compute-sanitizer (memcheck, racecheck, synccheck): every layout, a 2-CTA
+cluster with TMA multicast, and split-K. Exits non-zero if any result is wrong.
+
+    compute-sanitizer --tool racecheck python tools/sanitize_check.py
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+import fp8gemm
+from fp8gemm import reference
+from fp8gemm.config import select_config
+from fp8gemm.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
+
+
+def dense(m: int, n: int, k: int) -> float:
+    x = make_dense_inputs(m, n, k)
+    out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+    return calc_diff(out, reference.gemm_nt(x.a, x.sa, x.b, x.sb))
+
+
+def main() -> int:
+    # NOTES: with 8 "SMs" the heuristics pick a 2-CTA cluster with multicast for a small problem.
+    fp8gemm.set_num_sms(8)
+    worst = 0.0
+    for m, n, k in [(512, 512, 256), (1024, 256, 512), (200, 384, 384)]:
+        print(select_config("dense", m, n, k, 1, 8), flush=True)
+        worst = max(worst, dense(m, n, k))
+    fp8gemm.set_num_sms(torch.cuda.get_device_properties(0).multi_processor_count)
+    print(select_config("dense", 64, 1024, 2048, 1, fp8gemm.get_num_sms()), flush=True)
+    worst = max(worst, dense(64, 1024, 2048))  # split-K
+    x = make_contiguous_inputs([100, 0, 200], 256, 512)
+    out = torch.full((x.a.shape[0], 256), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
+    ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+    valid = x.m_indices >= 0
+    worst = max(worst, calc_diff(out[valid], ref[valid]))
+    y = make_masked_inputs([30, 0, 130], 192, 256, 512)
+    out = torch.full((3, 192, 256), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 64)
+    ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
+    rows = torch.arange(192, device="cuda")[None, :] < y.masked_m[:, None]
+    worst = max(worst, calc_diff(out[rows], ref[rows]))
+    torch.cuda.synchronize()
+    print(f"worst diff vs reference: {worst:.2e}")
+    return 0 if worst < 1e-5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,7 @@
     torch.ops.fp8gemm.gemm_nt(a, sa, b, sb, out)                                  -> None
     torch.ops.fp8gemm.m_grouped_gemm_nt_contiguous(a, sa, b, sb, out, m_indices)  -> None
     torch.ops.fp8gemm.m_grouped_gemm_nt_masked(a, sa, b, sb, out, masked_m, expected_m) -> None
+    torch.ops.fp8gemm.per_token_cast_to_fp8_tma(x) -> (q, sa)   # sa in the TMA-aligned layout
 
 Each op writes into ``out`` (``mutates_args=("out",)``), exactly like the public functions. We chose
 mutating ops over functional ones because they keep the library's semantics (rows past ``masked_m``
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import torch
 
-from . import gemm, validate
+from . import gemm, quant, validate
+from .layout import get_tma_aligned_size
 
 __all__ = ["gemm_nt", "m_grouped_gemm_nt_contiguous", "m_grouped_gemm_nt_masked"]
 
@@ -72,6 +74,23 @@ def _(
     masked_m: torch.Tensor, expected_m: int,
 ) -> None:
     validate.check_masked((a, sa), (b, sb), out, masked_m, expected_m)
+
+
+@torch.library.custom_op("fp8gemm::per_token_cast_to_fp8_tma", mutates_args=(), tags=_TAGS)
+def _per_token_cast_tma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return quant.per_token_cast_tma_impl(x)
+
+
+@_per_token_cast_tma.register_fake
+def _(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.dim() not in (2, 3):
+        raise ValueError(f"x: expected 2D [m, k] or 3D [g, m, k], got shape {tuple(x.shape)}")
+    *lead, m, k = x.shape
+    kb = (k + quant.BLOCK - 1) // quant.BLOCK
+    aligned = get_tma_aligned_size(m, 4)
+    strides = (1, aligned) if not lead else (aligned * kb, 1, aligned)
+    q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
+    return q, torch.empty_strided((*lead, m, kb), strides, dtype=torch.float32, device=x.device)
 
 
 def gemm_nt(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,13 @@ def per_token_cast_to_fp8(
     """
     _check_float_input(x, 1)
     if tma_aligned_scales:
-        return _per_token_cast_tma(x)
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                "x: expected 2D [m, k] or 3D [g, m, k] with tma_aligned_scales=True, "
+                f"got shape {tuple(x.shape)}"
+            )
+        # Through the custom op (fp8gemm.ops), so that torch.compile sees one opaque node, not a launch.
+        return torch.ops.fp8gemm.per_token_cast_to_fp8_tma(x)
     k = x.shape[-1]
     kb = (k + BLOCK - 1) // BLOCK
     padded = F.pad(x.float(), (0, kb * BLOCK - k))  # zeros do not change a block's amax
@@ -72,11 +78,8 @@ def per_token_cast_to_fp8(
     return q.contiguous(), scale
 
 
-def _per_token_cast_tma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.dim() not in (2, 3):
-        raise ValueError(
-            f"x: expected 2D [m, k] or 3D [g, m, k] with tma_aligned_scales=True, got shape {tuple(x.shape)}"
-        )
+def per_token_cast_tma_impl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager body of ``torch.ops.fp8gemm.per_token_cast_to_fp8_tma``: the CUDA kernel where it applies."""
     if x.is_cuda:
         from . import quant_cuda  # imported on first CUDA use: it pulls in the JIT
 

@@ -92,6 +92,12 @@ def test_opcheck_grouped() -> None:
     torch.library.opcheck(contiguous_op, (a, sa, b, sb, out, m_indices), test_utils=_OPCHECK)
 
 
+@pytest.mark.parametrize("shape", [(5, 300), (3, 9, 256)])
+def test_opcheck_quant(shape: tuple[int, ...]) -> None:
+    x = torch.randn(shape).to(torch.bfloat16)
+    torch.library.opcheck(torch.ops.fp8gemm.per_token_cast_to_fp8_tma.default, (x,), test_utils=_OPCHECK)
+
+
 def test_fake_tensors_validate() -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
 

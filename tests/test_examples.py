@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ _PATH = Path(__file__).resolve().parents[1] / "examples" / "moe_block.py"
 def _example():
     spec = importlib.util.spec_from_file_location("moe_block", _PATH)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["moe_block"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -229,3 +229,39 @@ def test_functional_helpers_gpu() -> None:
     ref = torch.empty(77, 256, dtype=torch.bfloat16, device="cuda")
     fp8gemm.gemm_fp8_fp8_bf16_nt((a, get_col_major_tma_aligned_tensor(sa)), (b, sb), ref)
     assert torch.equal(ops.gemm_nt(a, sa, b, sb), ref)
+
+
+@pytest.mark.gpu
+def test_cuda_graph_masked_gemm_replay_with_new_inputs_and_masked_m() -> None:
+    """The README's decode pattern: static buffers, capture quant + masked GEMM once, replay."""
+    groups, max_m, n, k = 4, 64, 512, 1024
+    x = torch.zeros(groups, max_m, k, dtype=torch.bfloat16, device="cuda")
+    masked_m = torch.zeros(groups, dtype=torch.int32, device="cuda")
+    out = torch.zeros(groups, max_m, n, dtype=torch.bfloat16, device="cuda")
+    w = torch.randn(groups, n, k, device="cuda").to(torch.bfloat16)
+    b, sb = fp8gemm.per_block_cast_to_fp8(w)
+
+    def step() -> None:
+        a, sa = fp8gemm.per_token_cast_to_fp8(x, tma_aligned_scales=True)
+        fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, masked_m, 16)
+
+    step()  # builds and loads both kernels outside capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for seed, counts in enumerate([[0, 5, 64, 17], [64, 1, 0, 33], [3, 3, 3, 3]]):
+        gen = torch.Generator(device="cuda").manual_seed(seed)
+        x.copy_(torch.randn(x.shape, generator=gen, device="cuda"))
+        masked_m.copy_(torch.tensor(counts, dtype=torch.int32))
+        out.fill_(float("nan"))
+        graph.replay()
+        a, sa = fp8gemm.per_token_cast_to_fp8(x)
+        ref = torch.full_like(out, float("nan"))
+        fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked(
+            (a, get_col_major_tma_aligned_tensor(sa)), (b, sb), ref, masked_m, 16
+        )
+        torch.cuda.synchronize()
+        for g, count in enumerate(counts):
+            assert torch.equal(out[g, :count], ref[g, :count])
+            assert torch.all(out[g, count:].isnan())  # rows past masked_m untouched

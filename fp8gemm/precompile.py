@@ -223,19 +223,34 @@ def precompile(
             kernels[key] = PrecompileResult(plan.kernel_name, str(plan.config))
         kernels[key].shapes.append(str(request))
 
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(kernels)))
     started = time.perf_counter()
     _progress(0, len(kernels), progress, started)
+    # NOTES: cache hits are read here, in milliseconds; only misses pay for worker processes (each
+    # imports torch: seconds), so a warm precompile costs next to nothing.
+    from fp8gemm.jit.compiler import find_cached
+
+    done = 0
+    missing: dict[tuple[str, str], PrecompileResult] = {}
+    for (source, name), result in kernels.items():
+        result.kernel = find_cached(source, name)
+        if result.kernel is None:
+            missing[source, name] = result
+        else:
+            done += 1
+            _progress(done, len(kernels), progress, started)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(missing)))
     if jobs == 1:
-        for done, ((source, name), result) in enumerate(kernels.items(), 1):
+        for (source, name), result in missing.items():
             result.kernel, result.error = _compile_one(source, name)
+            done += 1
             _progress(done, len(kernels), progress, started)
     else:
         with _executor(jobs) as pool:
             futures = {
-                pool.submit(_compile_one, source, name): result for (source, name), result in kernels.items()
+                pool.submit(_compile_one, source, name): result for (source, name), result in missing.items()
             }
-            for done, future in enumerate(cf.as_completed(futures), 1):
+            for future in cf.as_completed(futures):
+                done += 1
                 result = futures[future]
                 try:
                     result.kernel, result.error = future.result()

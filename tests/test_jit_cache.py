@@ -70,6 +70,18 @@ def test_compile_cuda_uses_the_disk_cache(tmp_path, monkeypatch):
     assert (entry / "kernel.cu").read_text() == PROBE_SOURCE
 
 
+def test_find_cached_reads_without_compiling(tmp_path, monkeypatch):
+    from fp8gemm.jit.compiler import find_cached
+
+    monkeypatch.setenv("FP8GEMM_CACHE_DIR", str(tmp_path))
+    assert find_cached(PROBE_SOURCE, PROBE_KERNEL) is None
+    assert not list(tmp_path.glob("kernels/*"))  # looking did not build anything
+    built = compile_cuda(PROBE_SOURCE, PROBE_KERNEL)
+    jit_cache.clear_memory()
+    found = find_cached(PROBE_SOURCE, PROBE_KERNEL)  # from disk
+    assert found is not None and found.cubin == built.cubin
+
+
 def test_dg_cache_dir_name_is_read(tmp_path, monkeypatch):
     monkeypatch.delenv("FP8GEMM_CACHE_DIR", raising=False)
     monkeypatch.setenv("DG_JIT_CACHE_DIR", str(tmp_path / "dg"))

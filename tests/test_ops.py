@@ -200,7 +200,8 @@ def test_compile_fullgraph_grouped_gpu() -> None:
     compiled = torch.compile(_Masked(), fullgraph=True)(a, sa, b, sb, masked_m, out_compiled)
     torch.cuda.synchronize()
     assert torch.equal(out_compiled, out_eager)
-    assert torch.equal(compiled, eager)
+    # The row sums are reductions by Inductor vs ATen: the same values, summed in another order.
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-3)
 
     a, sa, b, sb, m_indices = _contiguous([100, 0, 256], 512, 1024, "cuda")
 
@@ -216,7 +217,7 @@ def test_compile_fullgraph_grouped_gpu() -> None:
 @pytest.mark.gpu
 def test_compiled_op_rejects_changed_strides_gpu() -> None:
     a, sa, b, sb = _dense(64, 256, 512, "cuda")
-    bad = torch.empty(4, 64, device="cuda").t()[:, ::2]  # [64, 2] with strides (1, 128): not TMA-aligned
+    bad = torch.empty(8, 64, device="cuda").t()[:, ::2]  # [64, 4] with strides (1, 128): not TMA-aligned
     bad.copy_(sa)
     out = torch.empty(64, 256, dtype=torch.bfloat16, device="cuda")
     with pytest.raises(Exception, match="sa: expected"):

@@ -238,6 +238,19 @@ def _lock(directory: Path, key: str):
     return FileLock(str(lock_dir / f"{key}.lock"), timeout=_LOCK_TIMEOUT_S)
 
 
+def lookup(key: str, *, directory: Path | None = None) -> CompiledKernel | None:
+    """The kernel stored under `key` (memory, then disk), or None: never compiles."""
+    with _memory_lock:
+        hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    kernel = _read_entry(cache_dir(directory) / "kernels" / key)
+    if kernel is not None:
+        with _memory_lock:
+            _memory[key] = kernel
+    return kernel
+
+
 def get_or_compile(
     key: str,
     compile_fn: Callable[[Path], CompiledKernel],

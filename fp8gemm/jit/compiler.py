@@ -198,3 +198,10 @@ def _nvcc(source_path: Path, flags: tuple[str, ...], arch: str, workdir: Path) -
             raise CompileError(f"nvcc failed with exit code {proc.returncode}", log=log,
                                source_path=source_path, command=command)
         return out.read_bytes(), log
+
+
+def find_cached(source: str, kernel_name: str, *, flags: tuple[str, ...] = (),
+                arch: str = "sm_90a") -> CompiledKernel | None:
+    """The cached build of `source` (as `compile_cuda` would return it), or None; never compiles."""
+    key = cache.entry_key(source, kernel_name, flags=tuple(flags), arch=arch, compiler_id=compiler_id())
+    return cache.lookup(key)

@@ -1,0 +1,99 @@
+"""Heuristics invariants (CPU): every config the heuristics can return is one the kernel accepts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from fp8gemm import launch
+from fp8gemm.codegen import kernel_name, kernel_source
+from fp8gemm.config import (
+    BLOCK_K,
+    MAX_BLOCK_N,
+    SMEM_LIMIT,
+    GemmConfig,
+    crosses_at_most_two_scale_blocks,
+    grid_size,
+    max_stages,
+    select_config,
+    smem_bytes,
+)
+
+SHAPES = json.loads((Path(__file__).parents[1] / "fp8gemm" / "data" / "shapes.json").read_text())
+
+DENSE = [tuple(s) for s in SHAPES["dense"]]
+DENSE += [(1, 256, 128), (7, 4096, 512), (333, 1536, 7168), (8192, 576, 7168)]
+GROUPED = [("contiguous", g["groups"] * g["m_per_group"], g["n"], g["k"], g["groups"])
+           for g in SHAPES["grouped_contiguous"]]
+GROUPED += [("masked", g["m_per_group"], g["n"], g["k"], g["groups"]) for g in SHAPES["grouped_masked"]]
+CASES = [("dense", m, n, k, 1) for m, n, k in DENSE] + GROUPED
+
+
+@pytest.mark.parametrize("layout,m,n,k,groups", CASES)
+@pytest.mark.parametrize("num_sms", [132, 78, 8])
+def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, groups: int,
+                                        num_sms: int) -> None:
+    c = select_config(layout, m, n, k, groups, num_sms)
+    assert isinstance(c, GemmConfig)
+    assert c.smem_bytes <= SMEM_LIMIT and c.stages >= 3
+    assert c.stages == max_stages(c.block_m, c.block_n)  # as many stages as fit
+    assert c.block_m in (64, 128) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
+    assert c.block_n % c.store_slab_cols == 0 and c.store_slab_cols in (16, 32, 64)
+    assert crosses_at_most_two_scale_blocks(n, c.block_n)
+    assert c.num_threads == 128 * (c.block_m // 64 + 1)
+    # Multicast pairs tiles: along N for A (needs an even N-block count), along M for B (dense only).
+    if c.multicast == "a":
+        assert c.num_n_blocks % 2 == 0
+    if c.multicast == "b":
+        assert layout == "dense"
+    # Split-K: dense only, no multicast, every slice keeps >= 4 K blocks.
+    if c.k_splits > 1:
+        assert layout == "dense" and c.multicast == "none"
+        assert math.ceil(math.ceil(k / BLOCK_K) / c.k_splits) >= 4
+    # Two partial sums in flight cost 3 * BLOCK_N / 2 registers: only small enough tiles get them.
+    assert c.mma_buffers in (1, 2) and (c.mma_buffers == 1 or c.block_n <= 128)
+    grid = grid_size(c, m if layout != "masked" else m * groups, num_sms)
+    assert 1 <= grid <= num_sms and grid % c.cluster_size == 0
+
+
+def test_smem_arithmetic_matches_the_layout() -> None:
+    # store tile + stages x (A + B + A scales) + barriers + alignment slack; the kernel static_asserts it.
+    assert smem_bytes(128, 128, 5) == 128 * 128 * 2 + 5 * (128 * 128 + 128 * 128 + 512) + 80 + 1024
+    assert smem_bytes(64, 16, 1) == 2048 + (64 * 128 + 16 * 128 + 256) + 16 + 1024
+
+
+def test_scale_block_crossing() -> None:
+    assert crosses_at_most_two_scale_blocks(7168, 160)  # starts at 0, 32, 64, 96 mod 128
+    assert not crosses_at_most_two_scale_blocks(2112, 176)  # the tile at 352 spans blocks 2, 3 and 4
+
+
+def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
+    big = select_config("dense", 4096, 7168, 16384, 1, 132)
+    assert big.block_m == 128 and big.block_n >= 128 and big.k_splits == 1
+    decode = select_config("dense", 64, 2112, 7168, 1, 132)
+    assert decode.block_m == 64 and decode.k_splits > 1
+
+
+def test_config_rejects_unknown_layout() -> None:
+    with pytest.raises(ValueError, match="layout must be one of"):
+        select_config("diagonal", 1, 128, 128)
+
+
+@pytest.mark.parametrize("n,k,match", [(100, 128, "multiple of 8"), (128, 100, "multiple of 16"),
+                                       (0, 128, "positive"), (128, 0, "positive")])
+def test_plan_rejects_shapes_the_kernel_cannot_run(n: int, k: int, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        launch.plan("dense", 64, n, k)
+
+
+def test_each_config_gets_its_own_kernel_name_and_constants() -> None:
+    a = select_config("dense", 4096, 7168, 16384, 1, 132)
+    b = select_config("dense", 64, 7168, 16384, 1, 132)
+    assert a != b and kernel_name(a) != kernel_name(b)
+    src = kernel_source(a)
+    assert f"kShapeN = {a.n};" in src and f"kBlockN = {a.block_n};" in src
+    assert f"kSmemBytes = {a.smem_bytes};" in src and f"m64n{a.block_n}k32" in src
+    assert f'extern "C" __global__ void __launch_bounds__({a.num_threads}, 1)\n{kernel_name(a)}(' in src

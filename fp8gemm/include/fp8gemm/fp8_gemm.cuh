@@ -14,6 +14,7 @@
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 #include <fp8gemm/ptx/cluster.cuh>
+#include <fp8gemm/ptx/memory.cuh>
 #include <fp8gemm/ptx/mbarrier.cuh>
 #include <fp8gemm/ptx/stmatrix.cuh>
 #include <fp8gemm/ptx/sync.cuh>

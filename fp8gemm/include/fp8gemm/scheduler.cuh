@@ -6,7 +6,7 @@
 // that these two tiles share their A rows (multicast A) or their B rows (multicast B).
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
-#include <fp8gemm/ptx/sync.cuh>
+#include <fp8gemm/ptx/memory.cuh>
 
 namespace fp8gemm {
 

@@ -17,23 +17,4 @@ FP8GEMM_DEVICE void stmatrix_x4(uint32_t smem_row_addr, uint32_t r0, uint32_t r1
                  :: "r"(smem_row_addr), "r"(r0), "r"(r1), "r"(r2), "r"(r3) : "memory");
 }
 
-// 16-byte shared-memory load and global store, for the row-predicated epilogue.
-struct alignas(16) Vec16 { uint32_t x, y, z, w; };
-
-FP8GEMM_DEVICE Vec16 load_shared_16(uint32_t addr) {
-    Vec16 v;
-    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
-    return v;
-}
-
-FP8GEMM_DEVICE void store_global_16(void* ptr, const Vec16& v) {
-    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};"
-                 :: "l"(ptr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
-}
-
-FP8GEMM_DEVICE void store_global_f32x2(float* ptr, float x, float y) {
-    asm volatile("st.global.v2.f32 [%0], {%1, %2};" :: "l"(ptr), "f"(x), "f"(y) : "memory");
-}
-
 }  // namespace fp8gemm::ptx

@@ -27,17 +27,4 @@ FP8GEMM_DEVICE uint32_t lane_id() {
     return lane;
 }
 
-// Read-only global load that stays in L1/L2 (used for the per-block B scales).
-FP8GEMM_DEVICE float load_global_nc(const float* ptr) {
-    float v;
-    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(ptr));
-    return v;
-}
-
-FP8GEMM_DEVICE int32_t load_global_nc(const int32_t* ptr) {
-    int32_t v;
-    asm volatile("ld.global.nc.s32 %0, [%1];" : "=r"(v) : "l"(ptr));
-    return v;
-}
-
 }  // namespace fp8gemm::ptx

@@ -1,0 +1,39 @@
+// Plain vector loads and stores (PTX ISA "ld", "st") used outside the TMA paths.
+#pragma once
+#include <fp8gemm/ptx/common.cuh>
+
+namespace fp8gemm::ptx {
+
+// Read-only global load that stays in L1/L2 (used for the per-block B scales).
+FP8GEMM_DEVICE float load_global_nc(const float* ptr) {
+    float v;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(v) : "l"(ptr));
+    return v;
+}
+
+FP8GEMM_DEVICE int32_t load_global_nc(const int32_t* ptr) {
+    int32_t v;
+    asm volatile("ld.global.nc.s32 %0, [%1];" : "=r"(v) : "l"(ptr));
+    return v;
+}
+
+// 16-byte shared-memory load and global store, for the row-predicated epilogue.
+struct alignas(16) Vec16 { uint32_t x, y, z, w; };
+
+FP8GEMM_DEVICE Vec16 load_shared_16(uint32_t addr) {
+    Vec16 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+    return v;
+}
+
+FP8GEMM_DEVICE void store_global_16(void* ptr, const Vec16& v) {
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(ptr), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+
+FP8GEMM_DEVICE void store_global_f32x2(float* ptr, float x, float y) {
+    asm volatile("st.global.v2.f32 [%0], {%1, %2};" :: "l"(ptr), "f"(x), "f"(y) : "memory");
+}
+
+}  // namespace fp8gemm::ptx

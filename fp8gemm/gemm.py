@@ -54,13 +54,14 @@ def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) ->
 
     All tensors on one device. Semantics: `fp8gemm.reference.gemm_nt_reference`.
     """
-    a, sa, b, sb = validate.check_dense(lhs, rhs, out)
+    (a, sa, b, sb), aligned = validate.check_cached(validate.check_dense, lhs, rhs, out)
     if a.shape[0] == 0:
         return
     if a.device.type == "cpu":
         reference.gemm_nt_reference(a, sa, b, sb, out)
         return
-    sa = get_col_major_tma_aligned_tensor(sa)
+    if not aligned:
+        sa = get_col_major_tma_aligned_tensor(sa)
     _launcher("gemm_dense")(a, sa, b, sb, out)
 
 
@@ -80,13 +81,14 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
 
     Semantics: `fp8gemm.reference.m_grouped_contiguous_reference`.
     """
-    a, sa, b, sb = validate.check_contiguous(lhs, rhs, out, m_indices)
+    (a, sa, b, sb), aligned = validate.check_cached(validate.check_contiguous, lhs, rhs, out, m_indices)
     if a.shape[0] == 0:
         return
     if a.device.type == "cpu":
         reference.m_grouped_contiguous_reference(a, sa, b, sb, out, m_indices)
         return
-    sa = get_col_major_tma_aligned_tensor(sa)
+    if not aligned:
+        sa = get_col_major_tma_aligned_tensor(sa)
     _launcher("gemm_contiguous")(a, sa, b, sb, out, m_indices)
 
 
@@ -106,13 +108,15 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
 
     Semantics: `fp8gemm.reference.m_grouped_masked_reference`.
     """
-    a, sa, b, sb = validate.check_masked(lhs, rhs, out, masked_m, expected_m)
+    (a, sa, b, sb), aligned = validate.check_cached(validate.check_masked, lhs, rhs, out, masked_m,
+                                                    expected_m)
     if a.shape[1] == 0:
         return
     if a.device.type == "cpu":
         reference.m_grouped_masked_reference(a, sa, b, sb, out, masked_m)
         return
-    sa = get_col_major_tma_aligned_tensor(sa)
+    if not aligned:
+        sa = get_col_major_tma_aligned_tensor(sa)
     _launcher("gemm_masked")(a, sa, b, sb, out, masked_m, expected_m)
 
 

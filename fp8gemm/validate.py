@@ -206,3 +206,41 @@ def check_masked(
     _check_shape(masked_m, "masked_m", (a.shape[0],), "one valid-row count per group")
     _check_contiguous(masked_m, "masked_m")
     return a, sa, b, sb
+
+
+# ------------------------------------------------------------------------------------ repeat calls
+# NOTES: a serving loop calls the same GEMM with tensors of the same shapes, strides, dtypes and
+# devices every step; the checks above cost ~25 us of Python each time. Every check on CUDA inputs
+# depends on that metadata alone (values such as m_indices are never read there), so a signature
+# that passed once passes again: remember it (bounded) and skip the checks.
+_MAX_SIGNATURES = 4096
+_passed: dict[tuple, bool] = {}
+
+
+def _meta(x: object) -> object:
+    if isinstance(x, torch.Tensor):
+        return (x.shape, x.stride(), x.dtype, x.device)
+    return (type(x), x)
+
+
+def check_cached(check, lhs: object, rhs: object, out: object, *extra: object) -> tuple:
+    """`check(lhs, rhs, out, *extra)`, run once per argument signature for CUDA inputs.
+
+    Returns the check's ``(a, sa, b, sb)`` and whether ``sa`` is already TMA-aligned (so the caller can
+    skip converting it). CPU inputs are always checked in full (the reference path reads values).
+    """
+    try:
+        (a, sa), (b, sb) = lhs, rhs
+        key = (check, *(_meta(t) for t in (a, sa, b, sb, out, *extra)))
+        aligned = _passed.get(key)
+    except Exception:  # not even the expected structure: the full check says what is wrong
+        key = aligned = None
+    if aligned is not None:
+        return (a, sa, b, sb), aligned
+    a, sa, b, sb = check(lhs, rhs, out, *extra)
+    aligned = is_col_major_tma_aligned(sa)
+    if key is not None and a.is_cuda:
+        if len(_passed) >= _MAX_SIGNATURES:
+            _passed.clear()
+        _passed[key] = aligned
+    return (a, sa, b, sb), aligned

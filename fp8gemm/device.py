@@ -6,6 +6,8 @@ heuristics and JIT compilation can be exercised on CPU-only CI.
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 __all__ = ["set_num_sms", "get_num_sms", "is_sm90_available", "max_shared_memory_per_block"]
@@ -17,10 +19,16 @@ _DEFAULT_MAX_SMEM_PER_BLOCK = 232448
 _num_sms_override: int | None = None
 
 
+@cache
+def _sm_count(device_index: int) -> int:
+    # NOTES: asked on every GEMM call; reading the device properties costs ~10 us of host time.
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
 def _device_num_sms() -> int | None:
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return _sm_count(torch.cuda.current_device())
 
 
 def set_num_sms(num_sms: int) -> None:

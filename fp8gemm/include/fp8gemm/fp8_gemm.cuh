@@ -49,7 +49,6 @@ struct GemmTraits {
     // NOTES: 40 registers are plenty for one thread issuing TMA; the math warpgroups take the
     // rest (accumulators need kBlockN registers per thread, plus addressing and scales).
     static constexpr int kProducerRegs = 40;
-
     static constexpr int kMathRegs = kNumMathWarpgroups == 2 ? 232 : 240;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128, "a math warpgroup owns 64 rows");

@@ -1,7 +1,7 @@
 """Kernel development check for one device call: correctness of a list of cases against the
 reference (outputs poisoned with NaN, untouched rows checked), then rough timings.
 
-    python tools/dev_check.py [--quick] [--time]
+    python tools/dev_check.py [--time]
 """
 
 from __future__ import annotations
@@ -106,7 +106,6 @@ QUICK = [
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--time", action="store_true")
-    parser.add_argument("--cases", default="")
     args = parser.parse_args()
     failures = 0
     for layout, params in QUICK:

@@ -128,9 +128,14 @@ class MaskedDecode:
         self.expected_m = max(1, tokens * cfg.top_k // cfg.experts)
         self.out = torch.zeros(tokens, cfg.hidden, dtype=torch.bfloat16, device=device)
 
-    def step(self) -> torch.Tensor:
-        cfg, w = self.w.cfg, self.w
-        ids, weights = route(self.x, w)
+    def dispatch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Route the tokens in x and copy each (token, expert) pair to its expert's next row of a.
+
+        Sets masked_m to the rows per expert; returns (order, gate weights, destination rows) for
+        `combine`. Device ops only: no host sync, so it can be captured in a CUDA graph.
+        """
+        cfg = self.w.cfg
+        ids, weights = route(self.x, self.w)
         flat = ids.flatten()
         order = torch.argsort(flat, stable=True)
         sorted_ids = flat[order]
@@ -141,17 +146,28 @@ class MaskedDecode:
         dst = sorted_ids * self.max_m + rank  # row in [E * max_m]
         self.masked_m.copy_(counts)
         self.a.view(-1, cfg.hidden)[dst] = self.x[order // cfg.top_k]
+        return order, weights, dst
+
+    def combine(self, y: torch.Tensor, order: torch.Tensor, weights: torch.Tensor,
+                dst: torch.Tensor) -> torch.Tensor:
+        """Sum each token's expert outputs (rows dst of y), weighted by its gates, into out."""
+        cfg = self.w.cfg
+        out = torch.zeros(self.tokens, cfg.hidden, dtype=torch.float32, device=y.device)
+        picked = y.reshape(-1, cfg.hidden)[dst].float() * weights.flatten()[order, None]
+        out.index_add_(0, order // cfg.top_k, picked)
+        self.out.copy_(out)
+        return self.out
+
+    def step(self) -> torch.Tensor:
+        cfg, w = self.w.cfg, self.w
+        order, weights, dst = self.dispatch()
         a, sa = fp8gemm.per_token_cast_to_fp8(self.a, tma_aligned_scales=True)
         masked_gemm = fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked
         masked_gemm((a, sa), w.w1_fp8, self.h, self.masked_m, self.expected_m)
         act = _swiglu(self.h, cfg.inter)  # rows past masked_m hold stale values: never read below
         a2, sa2 = fp8gemm.per_token_cast_to_fp8(act, tma_aligned_scales=True)
         masked_gemm((a2, sa2), w.w2_fp8, self.y, self.masked_m, self.expected_m)
-        out = torch.zeros(self.tokens, cfg.hidden, dtype=torch.float32, device=flat.device)
-        picked = self.y.view(-1, cfg.hidden)[dst].float() * weights.flatten()[order, None]
-        out.index_add_(0, order // cfg.top_k, picked)
-        self.out.copy_(out)
-        return self.out
+        return self.combine(self.y, order, weights, dst)
 
 
 # -------------------------------------------------------------------------------------------- BF16
@@ -177,22 +193,10 @@ class MaskedDecodeBF16(MaskedDecode):
 
     def step(self) -> torch.Tensor:
         cfg, w = self.w.cfg, self.w
-        ids, weights = route(self.x, w)
-        flat = ids.flatten()
-        order = torch.argsort(flat, stable=True)
-        sorted_ids = flat[order]
-        counts = torch.zeros(cfg.experts, dtype=torch.int64, device=flat.device)
-        counts.scatter_add_(0, flat, torch.ones_like(flat))
-        rank = torch.arange(flat.numel(), device=flat.device) - (counts.cumsum(0) - counts)[sorted_ids]
-        dst = sorted_ids * self.max_m + rank
-        self.a.view(-1, cfg.hidden)[dst] = self.x[order // cfg.top_k]
+        order, weights, dst = self.dispatch()
         h = torch.bmm(self.a, w.w1.transpose(1, 2))
         y = torch.bmm(_swiglu(h, cfg.inter), w.w2.transpose(1, 2))
-        out = torch.zeros(self.tokens, cfg.hidden, dtype=torch.float32, device=flat.device)
-        picked = y.view(-1, cfg.hidden)[dst].float() * weights.flatten()[order, None]
-        out.index_add_(0, order // cfg.top_k, picked)
-        self.out.copy_(out)
-        return self.out
+        return self.combine(y, order, weights, dst)
 
 
 # --------------------------------------------------------------------------------------------- run

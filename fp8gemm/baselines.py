@@ -23,11 +23,9 @@ from collections.abc import Callable
 
 import torch
 
+from .utils import round_up
+
 __all__ = ["cublas_scale_a", "cublas_scale_b", "scaled_mm_blockwise", "grouped_scaled_mm_blockwise"]
-
-
-def _round_up(x: int, y: int) -> int:
-    return (x + y - 1) // y * y
 
 
 def cublas_scale_a(sa: torch.Tensor) -> torch.Tensor:
@@ -39,7 +37,7 @@ def cublas_scale_b(sb: torch.Tensor, pad_to: int = 4) -> torch.Tensor:
     """``sb[nb, kb]`` as cuBLASLt's 128x128 scales for ``mat2 = b.t()``: shape ``[kb, nb]``, stride
     ``(1, round_up(kb, pad_to))`` (``pad_to=1``: the exact ``(1, kb)``)."""
     nb, kb = sb.shape
-    storage = torch.zeros((nb, _round_up(kb, pad_to)), dtype=torch.float32, device=sb.device)
+    storage = torch.zeros((nb, round_up(kb, pad_to)), dtype=torch.float32, device=sb.device)
     storage[:, :kb].copy_(sb)
     return storage[:, :kb].t()
 
@@ -94,7 +92,7 @@ def grouped_scaled_mm_blockwise(
             continue
         # cuBLASLt wants the 1x128 scales' leading dimension (the row count) 16-byte aligned: run
         # up to 3 extra rows (they exist: groups are padded), a negligible extra for the baseline.
-        count = min(_round_up(count, 4), a.shape[-2] - start if layout == "contiguous" else a.shape[1])
+        count = min(round_up(count, 4), a.shape[-2] - start if layout == "contiguous" else a.shape[1])
         if layout == "contiguous":
             a_g, sa_g = a[start : start + count], sa[start : start + count]
         else:

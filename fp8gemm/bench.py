@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from fp8gemm.shapes import DenseShape, GroupedShape, ShapeSet, load_shapes
-from fp8gemm.testing import ceil_div
+from fp8gemm.utils import ceil_div
 
 __all__ = ["main", "BenchRow", "compulsory_bytes", "format_table", "geomean"]
 

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .utils import round_up
+
 BLOCK_K = 128
 SMEM_LIMIT = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
 _ALIGN_SLACK = 1024
@@ -39,14 +41,10 @@ def _mma_buffers(layout: str, block_m: int, block_n: int) -> int:
 RASTER_WIDTH = 16
 
 
-def _round_up(x: int, to: int) -> int:
-    return (x + to - 1) // to * to
-
-
 def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
     """Dynamic shared memory of one CTA, exactly as smem_layout.cuh lays it out."""
-    store = _round_up(block_m * block_n * 2, 1024)
-    per_stage = block_m * BLOCK_K + block_n * BLOCK_K + _round_up(block_m * 4, 128)
+    store = round_up(block_m * block_n * 2, 1024)
+    per_stage = block_m * BLOCK_K + block_n * BLOCK_K + round_up(block_m * 4, 128)
     barriers = 2 * stages * 8
     return store + stages * per_stage + barriers + _ALIGN_SLACK
 

@@ -30,7 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fp8gemm.layout import get_m_alignment_for_contiguous_layout
 from fp8gemm.shapes import DenseShape, ShapeSet, load_shapes
+from fp8gemm.utils import round_up
 
 __all__ = [
     "PlanRequest", "PrecompileResult", "plan_requests", "precompile", "shapes_of", "DEFAULT_M_VALUES", "main",
@@ -79,20 +81,16 @@ class PrecompileResult:
         return res is not None and (res.spill_stores > 0 or res.spill_loads > 0)
 
 
-def _round_up(x: int, y: int) -> int:
-    return (x + y - 1) // y * y
-
-
 def plan_requests(shapes: ShapeSet, m_values: list[int] | None = None) -> list[PlanRequest]:
     """The ``launch.plan`` calls for a shape set (see the module docstring for the ``m`` chosen)."""
     requests = []
     for s in shapes.dense:
         for m in m_values or [s.m]:
             requests.append(PlanRequest("dense", m, s.n, s.k))
+    alignment = get_m_alignment_for_contiguous_layout()
     for s in shapes.contiguous:
-        requests.append(
-            PlanRequest("contiguous", s.groups * _round_up(s.m_per_group, 128), s.n, s.k, s.groups)
-        )
+        rows = s.groups * round_up(s.m_per_group, alignment)
+        requests.append(PlanRequest("contiguous", rows, s.n, s.k, s.groups))
     for s in shapes.masked:
         requests.append(PlanRequest("masked", s.m_per_group, s.n, s.k, s.groups))
     return requests

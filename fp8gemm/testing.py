@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
+from fp8gemm.utils import round_up
+
 __all__ = [
     "calc_diff",
-    "ceil_div",
     "DenseInputs",
     "GroupedInputs",
     "make_dense_inputs",
@@ -25,10 +26,6 @@ __all__ = [
     "reference_dense",
     "unquantized_product",
 ]
-
-
-def ceil_div(x: int, y: int) -> int:
-    return (x + y - 1) // y
 
 
 def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -134,7 +131,7 @@ def make_contiguous_inputs(
     rows, start = [], 0
     for count in group_sizes:
         rows.append((start, count))
-        start += ceil_div(count, alignment) * alignment
+        start += round_up(count, alignment)
     total = start
     a_bf16 = _randn((total, k), device, seed)
     m_indices = torch.full((total,), -1, dtype=torch.int32, device=device)
@@ -158,7 +155,7 @@ def masked_counts(groups: int, m_per_group: int, spread: float = 0.3, seed: int 
     """
     rng = random.Random(seed)
     counts = [max(0, round(m_per_group * rng.uniform(1 - spread, 1 + spread))) for _ in range(groups)]
-    max_m = ceil_div(math.ceil(m_per_group * (1 + spread)), 128) * 128
+    max_m = round_up(math.ceil(m_per_group * (1 + spread)), 128)
     return counts, max(max_m, max(counts, default=0))
 
 

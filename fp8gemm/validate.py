@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from .layout import is_col_major_tma_aligned
+from .utils import ceil_div
 
 __all__ = [
     "check_dense",
@@ -35,10 +36,6 @@ __all__ = [
 BLOCK = 128
 _TMA_ALIGNMENT_BYTES = 16
 Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-def _ceil_div(x: int, y: int) -> int:
-    return (x + y - 1) // y
 
 
 def check_pair(value: object, name: str) -> Pair:
@@ -120,7 +117,7 @@ def _check_operands(
         raise ValueError(f"b: expected K = {k} (the last dim of a), got shape {list(b.shape)}")
     if k == 0 or n == 0:
         raise ValueError(f"b: expected n > 0 and k > 0, got shape {list(b.shape)}")
-    kb, nb = _ceil_div(k, BLOCK), _ceil_div(n, BLOCK)
+    kb, nb = ceil_div(k, BLOCK), ceil_div(n, BLOCK)
     _check_shape(sa, "sa", (*m_dims, kb), "rows of a, ceil(k/128)")
     sb_meaning = "ceil(n/128), ceil(k/128)" if b.dim() == 2 else "groups of b, ceil(n/128), ceil(k/128)"
     _check_shape(sb, "sb", (*b.shape[:-2], nb, kb), sb_meaning)

@@ -15,6 +15,7 @@ from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kern
 from .config import BLOCK_K, GemmConfig, grid_size, select_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
+from .utils import ceil_div
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ _NULL = ctypes.c_uint64(0)
 
 def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int, sa: torch.Tensor,
          b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor, grouped: torch.Tensor | None,
-         rows: int, grid_rows: int, flags: tuple[str, ...] = ()) -> None:
+         rows: int, grid_rows: int, num_sms: int, flags: tuple[str, ...] = ()) -> None:
     k = a2d.shape[1]
     half_a = config.multicast == "a"
     half_b = config.multicast == "b"
@@ -91,7 +92,6 @@ def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_str
     slab = config.store_slab_cols
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (slab, 64), slab * 2)
     kernel = kernel_for(config, flags)
-    num_sms = get_num_sms()
     workspace = None
     if config.k_splits > 1:
         # One FP32 plane per K slice; the caching allocator makes this cheap, and under CUDA-graph
@@ -103,7 +103,7 @@ def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_str
                   cluster=config.cluster_size)
     if workspace is not None:
         elements = rows * config.n
-        blocks = max(1, min(-(-elements // (4 * 256)), 8 * num_sms))
+        blocks = max(1, min(ceil_div(elements, 4 * 256), 8 * num_sms))
         _reduce_kernel(config.k_splits).launch(blocks, 256, 0, (workspace, out2d, ctypes.c_int64(elements)))
 
 
@@ -123,9 +123,10 @@ def gemm_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Ten
     m, k = a.shape
     n = b.shape[0]
     check_supported_shape(n, k)
-    config = select_config("dense", m, n, k, 1, get_num_sms())
+    num_sms = get_num_sms()
+    config = select_config("dense", m, n, k, 1, num_sms)
     kb = sa.shape[1]
-    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m, m)
+    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m, m, num_sms)
 
 
 def gemm_contiguous(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
@@ -133,9 +134,11 @@ def gemm_contiguous(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torc
     m, k = a.shape
     g, n, _ = b.shape
     check_supported_shape(n, k)
-    config = select_config("contiguous", m, n, k, g, get_num_sms())
+    num_sms = get_num_sms()
+    config = select_config("contiguous", m, n, k, g, num_sms)
     kb = sa.shape[1]
-    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb, out, m_indices, m, m)
+    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb, out, m_indices, m, m,
+         num_sms)
 
 
 def gemm_masked(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
@@ -143,8 +146,9 @@ def gemm_masked(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Te
     g, max_m, k = a.shape
     n = b.shape[1]
     check_supported_shape(n, k)
-    config = select_config("masked", expected_m, n, k, g, get_num_sms())
+    num_sms = get_num_sms()
+    config = select_config("masked", expected_m, n, k, g, num_sms)
     kb = sa.shape[2]
     # sa [g, max_m, kb] with strides (aligned * kb, 1, aligned) is a 2D map of (max_m, g * kb).
     _run(config, a.view(g * max_m, k), (max_m, g * kb), get_tma_aligned_size(max_m, 4), sa,
-         b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m)
+         b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)

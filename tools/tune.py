@@ -26,7 +26,8 @@ def main() -> None:
     p.add_argument("--exp", nargs="*", default=["none"], help="none | NO_MMA | NO_PROMOTE (experiment knobs)")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
-    base = select_config(args.layout, m, n, k, 1, torch.cuda.get_device_properties(0).multi_processor_count)
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    base = select_config(args.layout, m, n, k, 1, num_sms)
     x = make_dense_inputs(m, n, k)
     ref = x.a_bf16.float() @ x.b_bf16.float().t()
     out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
@@ -52,7 +53,7 @@ def main() -> None:
 
             def run(cfg=cfg, fl=fl):
                 launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,
-                            m, fl)
+                            m, num_sms, fl)
             try:
                 run()
                 torch.cuda.synchronize()

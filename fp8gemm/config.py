@@ -56,9 +56,12 @@ def max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
     return stages
 
 
-def crosses_at_most_two_scale_blocks(n: int, block_n: int) -> bool:
-    """Each N tile may straddle two 128-column scale blocks of B, never three."""
-    return all((start % BLOCK_K) + block_n <= 2 * BLOCK_K for start in range(0, n, block_n))
+MAX_SCALE_BLOCKS_PER_TILE = 3  # the kernel's promotion handles tiles over up to three B scale blocks
+
+
+def scale_blocks_spanned(n: int, block_n: int) -> int:
+    """The most 128-column scale blocks of B that one N tile of `block_n` columns spans."""
+    return max(-(-((start % BLOCK_K) + min(block_n, n - start)) // BLOCK_K) for start in range(0, n, block_n))
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ def _store_slab_cols(block_n: int) -> int:
 
 # NOTES: measured on the H200 (4096x7168x16384, no loads, no promotion): wgmma with two math
 # warpgroups runs fastest at N = 128..176; N = 96 or 112 loses 15-20%, one warpgroup ~30%.
-_WGMMA_EFFICIENCY = {64: 0.75, 80: 0.78, 96: 0.8, 112: 0.85, 128: 1.0, 144: 0.9, 160: 1.0, 176: 0.98}
+_WGMMA_EFFICIENCY = {64: 0.75, 80: 0.78, 96: 0.8, 112: 0.85, 128: 1.0, 144: 0.9, 160: 1.0, 176: 0.94}
 
 
 def _k_block_us(block_m: int, block_n: int) -> float:
@@ -164,7 +167,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
         if block_m == 128 and m <= 64:
             continue
         for block_n in BLOCK_N_CANDIDATES:
-            if block_n > MAX_BLOCK_N[block_m] or not crosses_at_most_two_scale_blocks(n, block_n):
+            if block_n > MAX_BLOCK_N[block_m] or scale_blocks_spanned(n, block_n) > MAX_SCALE_BLOCKS_PER_TILE:
                 continue
             if max_stages(block_m, block_n) < 3:
                 continue

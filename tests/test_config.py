@@ -13,11 +13,12 @@ from fp8gemm.codegen import kernel_name, kernel_source
 from fp8gemm.config import (
     BLOCK_K,
     MAX_BLOCK_N,
+    MAX_SCALE_BLOCKS_PER_TILE,
     SMEM_LIMIT,
     GemmConfig,
-    crosses_at_most_two_scale_blocks,
     grid_size,
     max_stages,
+    scale_blocks_spanned,
     select_config,
     smem_bytes,
 )
@@ -42,7 +43,7 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
     assert c.stages == max_stages(c.block_m, c.block_n)  # as many stages as fit
     assert c.block_m in (64, 128) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
     assert c.block_n % c.store_slab_cols == 0 and c.store_slab_cols in (16, 32, 64)
-    assert crosses_at_most_two_scale_blocks(n, c.block_n)
+    assert scale_blocks_spanned(n, c.block_n) <= MAX_SCALE_BLOCKS_PER_TILE
     assert c.num_threads == 128 * (c.block_m // 64 + 1)
     # Multicast pairs tiles: along N for A (needs an even N-block count), along M for B (dense only).
     if c.multicast == "a":
@@ -66,8 +67,11 @@ def test_smem_arithmetic_matches_the_layout() -> None:
 
 
 def test_scale_block_crossing() -> None:
-    assert crosses_at_most_two_scale_blocks(7168, 160)  # starts at 0, 32, 64, 96 mod 128
-    assert not crosses_at_most_two_scale_blocks(2112, 176)  # the tile at 352 spans blocks 2, 3 and 4
+    assert scale_blocks_spanned(4096, 128) == 1
+    assert scale_blocks_spanned(7168, 160) == 2  # starts at 0, 32, 64, 96 mod 128
+    assert scale_blocks_spanned(2112, 176) == 3  # the tile at 352 spans blocks 2, 3 and 4
+    assert scale_blocks_spanned(176, 176) == 2  # one tile: columns 0..175
+    assert scale_blocks_spanned(64, 64) == 1
 
 
 def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:

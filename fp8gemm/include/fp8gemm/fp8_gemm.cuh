@@ -41,11 +41,12 @@ struct GemmTraits {
     static constexpr int kNumScaleRowsB = ceil_div(Cfg::kShapeN, kBlockK);   // rows of sb per group
     static constexpr int kAccumRegs = Cfg::kBlockN / 2;
     static constexpr int kMmaBuffers = Cfg::kMmaBuffers;   // partial sums in flight per warpgroup
-    // A tile that starts on a multiple of kBlockN never crosses a 128-column scale block.
-    static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
-    // Tiles start on multiples of kBlockN, so a scale-block boundary inside a tile falls on a
-    // multiple of gcd(kBlockN, 128) columns: runs of that many / 8 chunks share one B scale.
+    // Tiles start on multiples of kBlockN, hence at offsets of 0, g, 2g, ... (g = gcd(kBlockN, 128))
+    // inside a 128-column scale block of B: a tile spans at most ceil((128 - g + kBlockN) / 128)
+    // scale blocks (1 when kBlockN divides 128; 3 for kBlockN = 176), and a boundary inside it
+    // falls on a multiple of g columns: runs of g / 8 chunks share one B scale.
     static constexpr int kScaleRun = gcd(Cfg::kBlockN, kBlockK) / 8;
+    static constexpr int kScaleBlocks = ceil_div(kBlockK - kScaleRun * 8 + Cfg::kBlockN, kBlockK);
     // NOTES: 40 registers are plenty for one thread issuing TMA; the math warpgroups take the
     // rest (accumulators need kBlockN registers per thread, plus addressing and scales).
     static constexpr int kProducerRegs = 40;
@@ -53,6 +54,7 @@ struct GemmTraits {
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128, "a math warpgroup owns 64 rows");
     static_assert(Cfg::kBlockN % 16 == 0 && Cfg::kBlockN <= 256, "wgmma N is a multiple of 16 here");
+    static_assert(kScaleBlocks <= 3, "a tile spans at most three B scale blocks");
     static_assert(Cfg::kBlockN % Cfg::kStoreSlabCols == 0, "store slabs tile the block");
     static_assert(Cfg::kClusterSize == 1 || Cfg::kClusterSize == 2, "clusters of 1 or 2 CTAs");
     static_assert(kMmaBuffers == 1 || kMmaBuffers == 2, "one or two partial sums in flight");
@@ -222,24 +224,33 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         int stage = 0;
         uint32_t phase = 0;
         while (scheduler.next(tile)) {
+            // Contiguous layout: the group of this warpgroup's last row says at the epilogue whether
+            // all 64 rows may be written.
+            // NOTES: read here, so that its latency hides behind the main loop, not the epilogue.
+            const int last_row_group = Cfg::kLayout == GemmLayout::kContiguous
+                ? ptx::load_global_nc(grouped + min_of(tile.local_row + warpgroup * 64 + 63, rows - 1)) : 0;
             const int n_start = tile.n_block * BN;
             const int scale_row = n_start / kBlockK;
             const float* sb0 = sb + (tile.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
+            // Rows of sb for the second and third scale blocks the tile may touch (clamped at the
+            // last row: a tile that ends inside N never reads them).
             const float* sb1 = sb0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0);
+            const float* sb2 = sb0 + (scale_row + 2 < T::kNumScaleRowsB ? 2 * T::kNumKBlocks : 0);
             const int split_col = (scale_row + 1) * kBlockK - n_start;  // first column using sb1
 
 #pragma unroll
             for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
 
             // One K block in flight: its stage, and the B scales loaded when it was issued.
-            struct InFlight { int stage; float scale_b0, scale_b1; };
+            struct InFlight { int stage; float scale_b0, scale_b1, scale_b2; };
 
             // Wait for the next stage and issue its 4 wgmma (k = 32 each) into `part`.
             auto issue = [&](float* part, int kb) -> InFlight {
                 // NOTES: the B scales are read from global memory (L1/L2 hits) before waiting, so
                 // their latency hides behind the barrier wait and the wgmma.
-                InFlight f{stage, ptx::load_global_nc(sb0 + kb), 0.0f};
-                f.scale_b1 = T::kOneScaleBlock ? f.scale_b0 : ptx::load_global_nc(sb1 + kb);
+                InFlight f{stage, ptx::load_global_nc(sb0 + kb), 0.0f, 0.0f};
+                f.scale_b1 = T::kScaleBlocks > 1 ? ptx::load_global_nc(sb1 + kb) : f.scale_b0;
+                f.scale_b2 = T::kScaleBlocks > 2 ? ptx::load_global_nc(sb2 + kb) : f.scale_b1;
                 ptx::mbarrier_wait(&full[stage], phase);
                 const uint64_t desc_a = ptx::SmemDescriptor::make(smem_a(stage) + warpgroup * 64 * kBlockK);
                 const uint64_t desc_b = ptx::SmemDescriptor::make(smem_b(stage));
@@ -274,14 +285,18 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 if (f.stage != 0) return;
 #endif
                 // Promotion: FP32 accumulation across K blocks, with both scales applied.
-                // NOTES: the four scale products are formed once; columns pick theirs in runs of
-                // kScaleRun chunks (the split column is a multiple of gcd(BN, 128)), not one by one.
+                // NOTES: the scale products (two rows x up to three B blocks) are formed once;
+                // columns pick theirs in runs of kScaleRun chunks, not one by one.
                 const float s00 = scale_a0 * f.scale_b0, s10 = scale_a1 * f.scale_b0;
                 const float s01 = scale_a0 * f.scale_b1, s11 = scale_a1 * f.scale_b1;
+                const float s02 = scale_a0 * f.scale_b2, s12 = scale_a1 * f.scale_b2;
 #pragma unroll
                 for (int run = 0; run < BN / 8 / T::kScaleRun; ++run) {
-                    const bool first = T::kOneScaleBlock || run * T::kScaleRun * 8 < split_col;
-                    const float s0 = first ? s00 : s01, s1 = first ? s10 : s11;
+                    const int col = run * T::kScaleRun * 8;
+                    const bool second = T::kScaleBlocks > 1 && col >= split_col;
+                    const bool third = T::kScaleBlocks > 2 && col >= split_col + kBlockK;
+                    const float s0 = third ? s02 : second ? s01 : s00;
+                    const float s1 = third ? s12 : second ? s11 : s10;
 #pragma unroll
                     for (int j = run * T::kScaleRun; j < (run + 1) * T::kScaleRun; ++j) {
                         acc[4 * j + 0] += part[4 * j + 0] * s0;
@@ -345,8 +360,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             if (Cfg::kLayout == GemmLayout::kMasked) {
                 whole = rows_here >= 64;
             } else if (Cfg::kLayout == GemmLayout::kContiguous) {
-                const int last = min_of(local_row + 63, rows - 1);
-                whole = ptx::load_global_nc(grouped + last) == tile.group;
+                whole = last_row_group == tile.group;
             }
             if (whole) {
                 // NOTES: the TMA store clips rows past M and columns past N in hardware, and runs

@@ -20,6 +20,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -294,6 +295,10 @@ def plot(rows: list[BenchRow], path: Path) -> bool:
 
 
 def _git_commit() -> str | None:
+    """The commit the bench ran at: FP8GEMM_BENCH_COMMIT when set (a copy of the tree whose git
+    metadata lags, as on a remote GPU machine), else `git rev-parse` beside the package."""
+    if override := os.environ.get("FP8GEMM_BENCH_COMMIT"):
+        return override
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

@@ -135,3 +135,10 @@ def test_select_shapes() -> None:
 def test_default_shapes_file() -> None:
     shapes = load_shapes()
     assert len(shapes.dense) == 18 and len(shapes.contiguous) == 4 and len(shapes.masked) == 8
+
+
+def test_recorded_commit_can_be_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FP8GEMM_BENCH_COMMIT", "abc1234")
+    assert bench._git_commit() == "abc1234"
+    monkeypatch.delenv("FP8GEMM_BENCH_COMMIT")
+    assert bench._git_commit() != "abc1234"  # the checkout's own commit (or None without git)

@@ -23,7 +23,8 @@ def main() -> None:
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
     p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,buffers[,stages[,k_splits]]]")
-    p.add_argument("--exp", nargs="*", default=["none"], help="none | NO_MMA | NO_PROMOTE (experiment knobs)")
+    p.add_argument("--exp", nargs="*", default=["none"],
+                   help="none | NO_MMA | NO_PROMOTE | NO_LOAD | NO_A | NO_B, joined by + (experiment knobs)")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count

@@ -185,10 +185,17 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     if (++stage == kStages) stage = 0, phase ^= 1;
                     continue;
 #endif
+#if defined(FP8GEMM_EXP_NO_A)
+                    ptx::mbarrier_arrive_expect_tx(&full[stage], L::kStageTxBytes - L::kABytes);
+#elif defined(FP8GEMM_EXP_NO_B)
+                    ptx::mbarrier_arrive_expect_tx(&full[stage], L::kStageTxBytes - L::kBBytes);
+#else
                     ptx::mbarrier_arrive_expect_tx(&full[stage], L::kStageTxBytes);
+#endif
                     const int k = kb * kBlockK;
                     // NOTES: with multicast, each CTA of the pair loads half of the shared tile and
                     // delivers it to both, halving that operand's traffic from L2.
+#ifndef FP8GEMM_EXP_NO_A
                     if (Cfg::kMulticastA) {
                         const int half = cta_rank * (BM / 2);
                         ptx::tma_load_2d_multicast(smem_a(stage) + half * kBlockK, &tmap_a, &full[stage], k,
@@ -196,6 +203,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     } else {
                         ptx::tma_load_2d(smem_a(stage), &tmap_a, &full[stage], k, tile.row);
                     }
+#endif
+#ifndef FP8GEMM_EXP_NO_B
                     if (Cfg::kMulticastB) {
                         const int half = cta_rank * (BN / 2);
                         ptx::tma_load_2d_multicast(smem_b(stage) + half * kBlockK, &tmap_b, &full[stage], k,
@@ -203,6 +212,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     } else {
                         ptx::tma_load_2d(smem_b(stage), &tmap_b, &full[stage], k, b_row);
                     }
+#endif
                     ptx::tma_load_2d(smem_sa(stage), &tmap_sa, &full[stage], tile.local_row, sa_col + kb);
                     if (++stage == kStages) stage = 0, phase ^= 1;
                 }

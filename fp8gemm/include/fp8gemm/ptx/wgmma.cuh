@@ -1,6 +1,6 @@
 // Warpgroup matrix multiply-accumulate (PTX ISA "wgmma"): ordering primitives and the shared-memory
 // matrix descriptor. The mma itself, with its N/2 accumulator operands, is generated per N by the
-// JIT (fp8gemm/kernels.py) as `wgmma_m64nNk32_e4m3`.
+// JIT (fp8gemm/codegen.py) as `Wgmma_m64nNk32_e4m3`.
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 

@@ -12,6 +12,8 @@ from fp8gemm import launch
 from fp8gemm.codegen import kernel_name, kernel_source
 from fp8gemm.config import (
     BLOCK_K,
+    LARGE_M_ROWS,
+    LARGE_M_STAGES,
     MAX_BLOCK_N,
     MAX_SCALE_BLOCKS_PER_TILE,
     SMEM_LIMIT,
@@ -40,7 +42,11 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
     c = select_config(layout, m, n, k, groups, num_sms)
     assert isinstance(c, GemmConfig)
     assert c.smem_bytes <= SMEM_LIMIT and c.stages >= 3
-    assert c.stages == max_stages(c.block_m, c.block_n)  # as many stages as fit
+    # As many stages as fit, except large-M 128-row tiles, which run best with LARGE_M_STAGES.
+    rows = m * groups if layout == "masked" else m
+    large_m = c.block_m == 128 and c.k_splits == 1 and rows >= LARGE_M_ROWS
+    assert c.stages == (min(max_stages(c.block_m, c.block_n), LARGE_M_STAGES) if large_m
+                        else max_stages(c.block_m, c.block_n))
     assert c.block_m in (64, 128) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
     assert c.block_n % c.store_slab_cols == 0 and c.store_slab_cols in (16, 32, 64)
     assert scale_blocks_spanned(n, c.block_n) <= MAX_SCALE_BLOCKS_PER_TILE
@@ -77,6 +83,9 @@ def test_scale_block_crossing() -> None:
 def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
     big = select_config("dense", 4096, 7168, 16384, 1, 132)
     assert big.block_m == 128 and big.block_n >= 128 and big.k_splits == 1
+    assert big.stages == LARGE_M_STAGES < max_stages(big.block_m, big.block_n)
+    decode = select_config("dense", 64, 7168, 2048, 1, 132)
+    assert decode.stages == max_stages(decode.block_m, decode.block_n) > LARGE_M_STAGES
     decode = select_config("dense", 64, 2112, 7168, 1, 132)
     assert decode.block_m == 64 and decode.k_splits > 1
 

@@ -229,130 +229,95 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         float partial0[T::kAccumRegs];
         float partial1[T::kMmaBuffers == 2 ? T::kAccumRegs : 1];
 
-        TileScheduler<Cfg> scheduler(grouped, rows);
-        Tile tile;
+        // Where a tile's B scales are: the rows of sb for the (up to three) scale blocks it spans,
+        // clamped at the last row (a tile that ends inside N never reads past it), and its first
+        // column that uses the second one.
+        struct TileScales { const float *sb0, *sb1, *sb2; int split_col; };
+        auto scales_of = [&](const Tile& t) -> TileScales {
+            const int n_start = t.n_block * BN, scale_row = n_start / kBlockK;
+            const float* sb0 = sb + (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
+            return {sb0, sb0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0),
+                    sb0 + (scale_row + 2 < T::kNumScaleRowsB ? 2 * T::kNumKBlocks : 0),
+                    (scale_row + 1) * kBlockK - n_start};
+        };
+
+        // One K block in flight: its stage, and the B scales loaded when it was issued.
+        struct InFlight { int stage; float scale_b0, scale_b1, scale_b2; };
         int stage = 0;
         uint32_t phase = 0;
-        while (scheduler.next(tile)) {
-            // Contiguous layout: the group of this warpgroup's last row says at the epilogue whether
-            // all 64 rows may be written.
-            // NOTES: read here, so that its latency hides behind the main loop, not the epilogue.
-            const int last_row_group = Cfg::kLayout == GemmLayout::kContiguous
-                ? ptx::load_global_nc(grouped + min_of(tile.local_row + warpgroup * 64 + 63, rows - 1)) : 0;
-            const int n_start = tile.n_block * BN;
-            const int scale_row = n_start / kBlockK;
-            const float* sb0 = sb + (tile.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
-            // Rows of sb for the second and third scale blocks the tile may touch (clamped at the
-            // last row: a tile that ends inside N never reads them).
-            const float* sb1 = sb0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0);
-            const float* sb2 = sb0 + (scale_row + 2 < T::kNumScaleRowsB ? 2 * T::kNumKBlocks : 0);
-            const int split_col = (scale_row + 1) * kBlockK - n_start;  // first column using sb1
 
+        // Wait for the next stage and issue its 4 wgmma (k = 32 each) into `part`.
+        auto issue = [&](float* part, const TileScales& ts, int kb) -> InFlight {
+            // NOTES: the B scales are read from global memory (L1/L2 hits) before waiting, so
+            // their latency hides behind the barrier wait and the wgmma.
+            InFlight f{stage, ptx::load_global_nc(ts.sb0 + kb), 0.0f, 0.0f};
+            f.scale_b1 = T::kScaleBlocks > 1 ? ptx::load_global_nc(ts.sb1 + kb) : f.scale_b0;
+            f.scale_b2 = T::kScaleBlocks > 2 ? ptx::load_global_nc(ts.sb2 + kb) : f.scale_b1;
+            ptx::mbarrier_wait(&full[stage], phase);
+            const uint64_t desc_a = ptx::SmemDescriptor::make(smem_a(stage) + warpgroup * 64 * kBlockK);
+            const uint64_t desc_b = ptx::SmemDescriptor::make(smem_b(stage));
 #pragma unroll
-            for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
-
-            // One K block in flight: its stage, and the B scales loaded when it was issued.
-            struct InFlight { int stage; float scale_b0, scale_b1, scale_b2; };
-
-            // Wait for the next stage and issue its 4 wgmma (k = 32 each) into `part`.
-            auto issue = [&](float* part, int kb) -> InFlight {
-                // NOTES: the B scales are read from global memory (L1/L2 hits) before waiting, so
-                // their latency hides behind the barrier wait and the wgmma.
-                InFlight f{stage, ptx::load_global_nc(sb0 + kb), 0.0f, 0.0f};
-                f.scale_b1 = T::kScaleBlocks > 1 ? ptx::load_global_nc(sb1 + kb) : f.scale_b0;
-                f.scale_b2 = T::kScaleBlocks > 2 ? ptx::load_global_nc(sb2 + kb) : f.scale_b1;
-                ptx::mbarrier_wait(&full[stage], phase);
-                const uint64_t desc_a = ptx::SmemDescriptor::make(smem_a(stage) + warpgroup * 64 * kBlockK);
-                const uint64_t desc_b = ptx::SmemDescriptor::make(smem_b(stage));
-#pragma unroll
-                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
-                ptx::wgmma_fence();
+            for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
+            ptx::wgmma_fence();
 #ifndef FP8GEMM_EXP_NO_MMA
 #pragma unroll
-                for (int ks = 0; ks < kBlockK / 32; ++ks)
-                    Cfg::Mma::run(part, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
-                                  desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
+            for (int ks = 0; ks < kBlockK / 32; ++ks)
+                Cfg::Mma::run(part, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
+                              desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
 #endif
-                ptx::wgmma_commit();
-                if (++stage == kStages) stage = 0, phase ^= 1;
-                return f;
-            };
+            ptx::wgmma_commit();
+            if (++stage == kStages) stage = 0, phase ^= 1;
+            return f;
+        };
 
-            // Once `part` (issued as `f`) is complete: release its stage and promote it into acc.
-            auto finish = [&](float* part, const InFlight& f) {
-                const float scale_a0 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg];
-                const float scale_a1 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg + 8];
+        // Once `part` (issued as `f`) is complete: release its stage and promote it into acc.
+        auto finish = [&](float* part, const InFlight& f, const TileScales& ts) {
+            const float scale_a0 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg];
+            const float scale_a1 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg + 8];
 #pragma unroll
-                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
-                // The stage is consumed (wgmma done, scales read): release it to the producer(s).
-                __syncwarp();
-                if (lane == 0) {
-                    ptx::mbarrier_arrive(&empty[f.stage]);
-                    if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(&empty[f.stage], cta_rank ^ 1);
-                }
-                __syncwarp();
-#ifdef FP8GEMM_EXP_NO_PROMOTE
-                if (f.stage != 0) return;
-#endif
-                // Promotion: FP32 accumulation across K blocks, with both scales applied.
-                // NOTES: the scale products (two rows x up to three B blocks) are formed once;
-                // columns pick theirs in runs of kScaleRun chunks, not one by one.
-                const float s00 = scale_a0 * f.scale_b0, s10 = scale_a1 * f.scale_b0;
-                const float s01 = scale_a0 * f.scale_b1, s11 = scale_a1 * f.scale_b1;
-                const float s02 = scale_a0 * f.scale_b2, s12 = scale_a1 * f.scale_b2;
-#pragma unroll
-                for (int run = 0; run < BN / 8 / T::kScaleRun; ++run) {
-                    const int col = run * T::kScaleRun * 8;
-                    const bool second = T::kScaleBlocks > 1 && col >= split_col;
-                    const bool third = T::kScaleBlocks > 2 && col >= split_col + kBlockK;
-                    const float s0 = third ? s02 : second ? s01 : s00;
-                    const float s1 = third ? s12 : second ? s11 : s10;
-#pragma unroll
-                    for (int j = run * T::kScaleRun; j < (run + 1) * T::kScaleRun; ++j) {
-                        acc[4 * j + 0] += part[4 * j + 0] * s0;
-                        acc[4 * j + 1] += part[4 * j + 1] * s0;
-                        acc[4 * j + 2] += part[4 * j + 2] * s1;
-                        acc[4 * j + 3] += part[4 * j + 3] * s1;
-                    }
-                }
-            };
-
-            // NOTES: without split-K the K range is a compile-time constant, which keeps the loops
-            // below fully known to the compiler (measured: 10%+ on short-K shapes).
-            const int k_begin = T::kSplitK ? tile.k_block : 0;
-            const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
-            if constexpr (T::kMmaBuffers == 1) {
-                for (int kb = k_begin; kb < k_end; ++kb) {
-                    const InFlight f = issue(partial0, kb);
-                    ptx::wgmma_wait<0>();
-                    finish(partial0, f);
-                }
-            } else {
-                // NOTES: two partial sums: once block kb-1 is complete (wait 0), block kb is issued
-                // into the other buffer and runs on the tensor cores while this warpgroup promotes
-                // kb-1. Waiting for all groups first keeps ptxas from serializing the wgmma (C7514).
-                InFlight f0 = issue(partial0, k_begin), f1;
-                for (int kb = k_begin + 1; kb < k_end; kb += 2) {
-                    ptx::wgmma_wait<0>();
-                    f1 = issue(partial1, kb);
-                    finish(partial0, f0);
-                    if (kb + 1 < k_end) {
-                        ptx::wgmma_wait<0>();
-                        f0 = issue(partial0, kb + 1);
-                        finish(partial1, f1);
-                    }
-                }
-                ptx::wgmma_wait<0>();
-                if ((k_end - k_begin) % 2 == 1) finish(partial0, f0); else finish(partial1, f1);
+            for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
+            // The stage is consumed (wgmma done, scales read): release it to the producer(s).
+            __syncwarp();
+            if (lane == 0) {
+                ptx::mbarrier_arrive(&empty[f.stage]);
+                if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(&empty[f.stage], cta_rank ^ 1);
             }
+            __syncwarp();
+#ifdef FP8GEMM_EXP_NO_PROMOTE
+            if (f.stage != 0) return;
+#endif
+            // Promotion: FP32 accumulation across K blocks, with both scales applied.
+            // NOTES: the scale products (two rows x up to three B blocks) are formed once;
+            // columns pick theirs in runs of kScaleRun chunks, not one by one.
+            const float s00 = scale_a0 * f.scale_b0, s10 = scale_a1 * f.scale_b0;
+            const float s01 = scale_a0 * f.scale_b1, s11 = scale_a1 * f.scale_b1;
+            const float s02 = scale_a0 * f.scale_b2, s12 = scale_a1 * f.scale_b2;
+#pragma unroll
+            for (int run = 0; run < BN / 8 / T::kScaleRun; ++run) {
+                const int col = run * T::kScaleRun * 8;
+                const bool second = T::kScaleBlocks > 1 && col >= ts.split_col;
+                const bool third = T::kScaleBlocks > 2 && col >= ts.split_col + kBlockK;
+                const float s0 = third ? s02 : second ? s01 : s00;
+                const float s1 = third ? s12 : second ? s11 : s10;
+#pragma unroll
+                for (int j = run * T::kScaleRun; j < (run + 1) * T::kScaleRun; ++j) {
+                    acc[4 * j + 0] += part[4 * j + 0] * s0;
+                    acc[4 * j + 1] += part[4 * j + 1] * s0;
+                    acc[4 * j + 2] += part[4 * j + 2] * s1;
+                    acc[4 * j + 3] += part[4 * j + 3] * s1;
+                }
+            }
+        };
 
-            // ------------------------------------------------------------ epilogue
+        // The finished tile leaves: BF16 through shared memory and TMA stores (or row-predicated
+        // stores), or, with split-K, FP32 to its workspace plane.
+        auto store_tile = [&](const Tile& tile, int last_row_group) {
+            const int n_start = tile.n_block * BN;
             if constexpr (Cfg::kKSplits > 1) {
-                // Split-K: this slice's FP32 partial tile goes to its workspace plane; a second
-                // kernel sums the planes in order (deterministic) and rounds to BF16.
+                // A second kernel sums the planes in order (deterministic) and rounds to BF16.
                 store_partial_fp32<Cfg>(acc, workspace + static_cast<int64_t>(tile.k_split) * rows * Cfg::kShapeN,
                                         tile.row + warpgroup * 64 + row_in_wg, n_start, rows, lane);
-                continue;
+                return;
             }
             // The previous tile's TMA store must have finished reading the staging slabs.
             if (thread == 0) ptx::tma_store_wait_read<0>();
@@ -365,7 +330,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             const int local_row = tile.local_row + warpgroup * 64;
             const int row = tile.row + warpgroup * 64;
             const int rows_here = tile.row_limit - local_row;
-            if (rows_here <= 0) continue;
+            if (rows_here <= 0) return;
             bool whole = true;  // every row of this warpgroup's 64 may be written
             if (Cfg::kLayout == GemmLayout::kMasked) {
                 whole = rows_here >= 64;
@@ -374,7 +339,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             }
             if (whole) {
                 // NOTES: the TMA store clips rows past M and columns past N in hardware, and runs
-                // asynchronously while this warpgroup starts on its next tile.
+                // asynchronously while this warpgroup goes on with its next tile.
                 if (thread == 0) {
 #pragma unroll
                     for (int slab = 0; slab < BN / Cfg::kStoreSlabCols; ++slab) {
@@ -395,6 +360,51 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     return r < rows && ptx::load_global_nc(grouped + r) == group;
                 });
             }
+        };
+
+        // NOTES: issuing the next tile's first K block before this tile's epilogue (to keep the
+        // tensor cores busy during it) was measured 7-30% slower on every large shape.
+        TileScheduler<Cfg> scheduler(grouped, rows);
+        Tile tile;
+        while (scheduler.next(tile)) {
+#pragma unroll
+            for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
+            // Contiguous layout: the group of this warpgroup's last row says at the epilogue whether
+            // all 64 rows may be written.
+            // NOTES: read here, so that its latency hides behind the main loop, not the epilogue.
+            const int last_row_group = Cfg::kLayout == GemmLayout::kContiguous
+                ? ptx::load_global_nc(grouped + min_of(tile.local_row + warpgroup * 64 + 63, rows - 1)) : 0;
+            const TileScales ts = scales_of(tile);
+            // NOTES: without split-K the K range is a compile-time constant, which keeps the loops
+            // below fully known to the compiler (measured: 10%+ on short-K shapes).
+            const int k_begin = T::kSplitK ? tile.k_block : 0;
+            const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
+            if constexpr (T::kMmaBuffers == 1) {
+                for (int kb = k_begin; kb < k_end; ++kb) {
+                    const InFlight f = issue(partial0, ts, kb);
+                    ptx::wgmma_wait<0>();
+                    finish(partial0, f, ts);
+                }
+            } else {
+                // NOTES: two partial sums: once block kb-1 is complete (wait 0), block kb is issued
+                // into the other buffer and runs on the tensor cores while this warpgroup promotes
+                // kb-1. Waiting for all groups first keeps ptxas from serializing the wgmma (C7514).
+                InFlight f0 = issue(partial0, ts, k_begin), f1;
+                for (int kb = k_begin + 1; kb < k_end; kb += 2) {
+                    ptx::wgmma_wait<0>();
+                    f1 = issue(partial1, ts, kb);
+                    finish(partial0, f0, ts);
+                    if (kb + 1 < k_end) {
+                        ptx::wgmma_wait<0>();
+                        f0 = issue(partial0, ts, kb + 1);
+                        finish(partial1, f1, ts);
+                    }
+                }
+                ptx::wgmma_wait<0>();
+                if ((k_end - k_begin) % 2 == 1) finish(partial0, f0, ts); else finish(partial1, f1, ts);
+            }
+
+            store_tile(tile, last_row_group);
         }
         if (thread == 0) ptx::tma_store_wait<0>();
         __syncwarp();

@@ -22,7 +22,8 @@ def main() -> None:
     p.add_argument("m", type=int)
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
-    p.add_argument("--variants", nargs="*", default=[], help="BM,BN,multicast[,buffers[,stages[,k_splits]]]")
+    p.add_argument("--variants", nargs="*", default=[],
+                   help="BM,BN,multicast[,buffers[,stages[,k_splits[,raster]]]]")
     p.add_argument("--exp", nargs="*", default=["none"],
                    help="none | NO_MMA | NO_PROMOTE | NO_LOAD | NO_A | NO_B, joined by + (experiment knobs)")
     args = p.parse_args()
@@ -45,6 +46,8 @@ def main() -> None:
             variant = dataclasses.replace(variant, stages=int(parts[4]))
         if len(parts) > 5:
             variant = dataclasses.replace(variant, k_splits=int(parts[5]))
+        if len(parts) > 6:
+            variant = dataclasses.replace(variant, raster_width=int(parts[6]))
         configs.append(variant)
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
@@ -60,8 +63,8 @@ def main() -> None:
                 torch.cuda.synchronize()
                 diff = calc_diff(out, ref)
                 us = time_kernel(run, iters=30)
-                print(f"{str(cfg):90s} {flags:28s} {us:8.1f} us {2*m*n*k/us/1e6:7.0f} TFLOPS diff={diff:.1e}",
-                      flush=True)
+                print(f"{str(cfg):90s} r={cfg.raster_width:<3d} {flags:28s} {us:8.1f} us "
+                      f"{2*m*n*k/us/1e6:7.0f} TFLOPS diff={diff:.1e}", flush=True)
             except Exception as e:
                 print(f"{str(cfg):90s} {flags:28s} ERROR {type(e).__name__}: {str(e)[:200]}", flush=True)
 

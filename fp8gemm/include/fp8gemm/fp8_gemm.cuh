@@ -31,13 +31,6 @@ namespace fp8gemm {
 // barriers) was measured 2-3% slower on 4096x7168x16384 and 4096x4096x7168.
 constexpr int kEpilogueBarrier = 1;
 
-// Issue each tile's first K block before the previous tile's epilogue (see GemmTraits).
-#ifdef FP8GEMM_EXP_NO_EARLY_ISSUE
-constexpr bool kAllowEarlyIssue = false;
-#else
-constexpr bool kAllowEarlyIssue = true;
-#endif
-
 template <class Cfg>
 struct GemmTraits {
     static constexpr int kNumMathWarpgroups = Cfg::kBlockM / 64;
@@ -48,12 +41,6 @@ struct GemmTraits {
     static constexpr int kNumScaleRowsB = ceil_div(Cfg::kShapeN, kBlockK);   // rows of sb per group
     static constexpr int kAccumRegs = Cfg::kBlockN / 2;
     static constexpr int kMmaBuffers = Cfg::kMmaBuffers;   // partial sums in flight per warpgroup
-    // NOTES: each tile's first K block is issued before the previous tile's epilogue, so the tensor
-    // cores work while the accumulators are written out. The issue is unconditional (a run-time
-    // branch around a wgmma makes ptxas serialize them all, C7517/C7518): after its last tile a
-    // math warpgroup issues one block more, on a data-less "phantom" stage the producer adds at the
-    // end. With two partial sums the extra live state spills (ptxas), so those kernels do without.
-    static constexpr bool kEarlyIssue = kAllowEarlyIssue && kMmaBuffers == 1;
     // Tiles start on multiples of kBlockN, hence at offsets of 0, g, 2g, ... (g = gcd(kBlockN, 128))
     // inside a 128-column scale block of B: a tile spans at most ceil((128 - g + kBlockN) / 128)
     // scale blocks (1 when kBlockN divides 128; 3 for kBlockN = 176), and a boundary inside it
@@ -230,10 +217,6 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     if (++stage == kStages) stage = 0, phase ^= 1;
                 }
             }
-            if constexpr (T::kEarlyIssue) {  // the phantom stage: no data, only its turn in the ring
-                ptx::mbarrier_wait(&empty[stage], phase ^ 1);
-                ptx::mbarrier_arrive(&full[stage]);
-            }
         }
         __syncwarp();
     } else {
@@ -287,23 +270,19 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             return f;
         };
 
-        // A consumed stage (wgmma complete, scales read) goes back to the producer(s).
-        auto release = [&](int s) {
-            __syncwarp();
-            if (lane == 0) {
-                ptx::mbarrier_arrive(&empty[s]);
-                if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(&empty[s], cta_rank ^ 1);
-            }
-            __syncwarp();
-        };
-
         // Once `part` (issued as `f`) is complete: release its stage and promote it into acc.
         auto finish = [&](float* part, const InFlight& f, const TileScales& ts) {
             const float scale_a0 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg];
             const float scale_a1 = smem_sa(f.stage)[warpgroup * 64 + row_in_wg + 8];
 #pragma unroll
             for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
-            release(f.stage);
+            // The stage is consumed (wgmma done, scales read): release it to the producer(s).
+            __syncwarp();
+            if (lane == 0) {
+                ptx::mbarrier_arrive(&empty[f.stage]);
+                if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(&empty[f.stage], cta_rank ^ 1);
+            }
+            __syncwarp();
 #ifdef FP8GEMM_EXP_NO_PROMOTE
             if (f.stage != 0) return;
 #endif
@@ -383,17 +362,13 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             }
         };
 
+        // NOTES: issuing the next tile's first K block before this tile's epilogue (to keep the
+        // tensor cores busy during it) was measured 7-30% slower on every large shape.
         TileScheduler<Cfg> scheduler(grouped, rows);
-        Tile tile{}, next_tile{};
-        bool has_tile = scheduler.next(tile);
-        auto first_k_block = [](const Tile& t) { return T::kSplitK ? t.k_block : 0; };
-        // The first tile's first K block (or, for a CTA without tiles, the phantom one).
-        InFlight first{};
-        if constexpr (T::kEarlyIssue)
-            first = issue(partial0, scales_of(has_tile ? tile : Tile{}), has_tile ? first_k_block(tile) : 0);
+        Tile tile;
+        while (scheduler.next(tile)) {
 #pragma unroll
-        for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
-        while (has_tile) {
+            for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
             // Contiguous layout: the group of this warpgroup's last row says at the epilogue whether
             // all 64 rows may be written.
             // NOTES: read here, so that its latency hides behind the main loop, not the epilogue.
@@ -405,11 +380,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             const int k_begin = T::kSplitK ? tile.k_block : 0;
             const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
             if constexpr (T::kMmaBuffers == 1) {
-                InFlight f = T::kEarlyIssue ? first : issue(partial0, ts, k_begin);
-                ptx::wgmma_wait<0>();
-                finish(partial0, f, ts);
-                for (int kb = k_begin + 1; kb < k_end; ++kb) {
-                    f = issue(partial0, ts, kb);
+                for (int kb = k_begin; kb < k_end; ++kb) {
+                    const InFlight f = issue(partial0, ts, kb);
                     ptx::wgmma_wait<0>();
                     finish(partial0, f, ts);
                 }
@@ -417,7 +389,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 // NOTES: two partial sums: once block kb-1 is complete (wait 0), block kb is issued
                 // into the other buffer and runs on the tensor cores while this warpgroup promotes
                 // kb-1. Waiting for all groups first keeps ptxas from serializing the wgmma (C7514).
-                InFlight f0 = T::kEarlyIssue ? first : issue(partial0, ts, k_begin), f1;
+                InFlight f0 = issue(partial0, ts, k_begin), f1;
                 for (int kb = k_begin + 1; kb < k_end; kb += 2) {
                     ptx::wgmma_wait<0>();
                     f1 = issue(partial1, ts, kb);
@@ -432,22 +404,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 if ((k_end - k_begin) % 2 == 1) finish(partial0, f0, ts); else finish(partial1, f1, ts);
             }
 
-            const bool has_next = scheduler.next(next_tile);
-            if constexpr (T::kEarlyIssue) {
-                const Tile upcoming = has_next ? next_tile : Tile{};
-                first = issue(partial0, scales_of(upcoming), has_next ? first_k_block(upcoming) : 0);
-            }
             store_tile(tile, last_row_group);
-#pragma unroll
-            for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
-            tile = next_tile;
-            has_tile = has_next;
-        }
-        if constexpr (T::kEarlyIssue) {  // the phantom block: let it complete, give its stage back
-            ptx::wgmma_wait<0>();
-#pragma unroll
-            for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(partial0[i]);
-            release(first.stage);
         }
         if (thread == 0) ptx::tma_store_wait<0>();
         __syncwarp();

@@ -363,7 +363,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         };
 
         // NOTES: issuing the next tile's first K block before this tile's epilogue (to keep the
-        // tensor cores busy during it) was measured 7-30% slower on every large shape.
+        // tensor cores busy during it) was measured slower: 7-30% behind a run-time branch (ptxas
+        // then serializes every wgmma, C7517/C7518), still 3-5% when issued unconditionally with a
+        // data-less last stage (commit dabe796, reverted).
         TileScheduler<Cfg> scheduler(grouped, rows);
         Tile tile;
         while (scheduler.next(tile)) {

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from fp8gemm import gemm, reference
-from fp8gemm.device import is_sm90_available
+from fp8gemm.config import select_config
+from fp8gemm.device import get_num_sms, is_sm90_available
 from fp8gemm.shapes import load_shapes
 from fp8gemm.testing import (
     GroupedInputs,
@@ -97,6 +98,13 @@ def test_contiguous_random(sizes: list[int], n: int, k: int) -> None:
     _check_contiguous(make_contiguous_inputs(sizes, n, k, seed=len(sizes)))
 
 
+def test_contiguous_tiles_over_three_b_scale_blocks() -> None:
+    # BLOCK_N = 176 on N = 2112: the tile at column 352 spans B scale blocks 2, 3 and 4.
+    x = make_contiguous_inputs([1024, 1000, 1024, 900], 2112, 1024, seed=6)
+    assert select_config("contiguous", x.a.shape[0], 2112, 1024, 4, get_num_sms()).block_n == 176
+    _check_contiguous(x)
+
+
 def test_contiguous_is_bitwise_repeatable() -> None:
     x = make_contiguous_inputs([100, 0, 1000, 7], 1024, 2048, seed=2)
     first = _run_contiguous(x)
@@ -142,6 +150,14 @@ def test_masked_random(sizes: list[int], n: int, k: int) -> None:
     max_m = max(64, (max(sizes) + 63) // 64 * 64)
     x = make_masked_inputs(sizes, max_m, n, k, seed=len(sizes))
     _check_masked_out(_run_masked(x, x.masked_m, _expected_m(sizes)), x, sizes)
+
+
+def test_masked_tiles_over_three_b_scale_blocks() -> None:
+    # BLOCK_N = 176 on N = 2112 (see the contiguous test above), with a partial and an empty group.
+    counts = [1024, 700, 0, 1024]
+    x = make_masked_inputs(counts, 1024, 2112, 1024, seed=7)
+    assert select_config("masked", 1024, 2112, 1024, 4, get_num_sms()).block_n == 176
+    _check_masked_out(_run_masked(x, x.masked_m, 1024), x, counts)
 
 
 def test_masked_m_above_max_m_is_clamped() -> None:

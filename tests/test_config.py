@@ -84,8 +84,8 @@ def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
     big = select_config("dense", 4096, 7168, 16384, 1, 132)
     assert big.block_m == 128 and big.block_n >= 128 and big.k_splits == 1
     assert big.stages == LARGE_M_STAGES < max_stages(big.block_m, big.block_n)
-    decode = select_config("dense", 64, 7168, 2048, 1, 132)
-    assert decode.stages == max_stages(decode.block_m, decode.block_n) > LARGE_M_STAGES
+    short_k = select_config("dense", 64, 7168, 2048, 1, 132)
+    assert short_k.stages == max_stages(short_k.block_m, short_k.block_n) > LARGE_M_STAGES
     decode = select_config("dense", 64, 2112, 7168, 1, 132)
     assert decode.block_m == 64 and decode.k_splits > 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -15,7 +16,7 @@ def _num(value: float | None, spec: str) -> str:
 
 
 def main(path: str) -> None:
-    data = json.loads(open(path).read())
+    data = json.loads(Path(path).read_text())
     meta = data["meta"]
     print(f"{meta['date']}, commit {meta['commit']}, {meta['device']}, torch {meta['torch']}; dense geomean "
           f"x cuBLASLt: {_num(meta.get('geomean_speedup_scaled_mm_dense'), '.3f')}\n")
@@ -30,6 +31,7 @@ def main(path: str) -> None:
                  _num(r.get("speedup_scaled_mm"), ".2f"), _num(r.get("speedup_bf16"), ".2f"),
                  _num(r.get("diff_vs_fp32"), ".1e"), (r.get("config") or "-").split(": ", 1)[-1]]
         print("| " + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "docs/bench/bench.json")

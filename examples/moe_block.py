@@ -213,9 +213,18 @@ def _capture(step) -> torch.cuda.CUDAGraph:
 
 
 def _time_ms(fn, iters: int = 20) -> float:
-    from fp8gemm.timing import time_kernel
-
-    return time_kernel(fn, iters=iters, use_graph=False) / 1e3
+    """Mean GPU time of ``fn()`` in milliseconds from CUDA events, calls back to back (L2 warm, as
+    when a model runs its layers in a row)."""
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / iters
 
 
 def run(cfg: MoEConfig, device: str, decode_steps: int = 3, timing: bool = True) -> dict:

@@ -120,7 +120,7 @@ def _measure(row: BenchRow, name: str, make: Callable[[], Callable[[], object]],
         fn = make()
         result = fn()
         torch.cuda.synchronize()
-        from fp8gemm.timing import time_kernel
+        from benchmarks.timing import time_kernel
 
         setattr(row, f"{name}_us", time_kernel(fn, iters=iters))
         return result

@@ -146,14 +146,12 @@ def test_two_streams_at_once() -> None:
 
 
 def test_repeat_calls_skip_checks_but_not_changed_layouts() -> None:
-    from fp8gemm.timing import host_time
-
     x = make_dense_inputs(64, 2112, 7168)
     out = torch.full((64, 2112), float("nan"), dtype=torch.bfloat16, device="cuda")
     _run(x, out)  # first call: full checks, signature remembered
-    us = host_time(lambda: gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out), iters=200)
+    for _ in range(3):
+        gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
     _run(x, out)
-    print(f"\nhost time of one eager dense GEMM call (checks cached, maps cached): {us:.1f} us")
     _check(out, x)
     # Same tensors but a row-major sa: a new signature, so the layout is checked and converted again.
     out2 = torch.full_like(out, float("nan"))
@@ -162,4 +160,3 @@ def test_repeat_calls_skip_checks_but_not_changed_layouts() -> None:
     # A bad out after good calls is still refused.
     with pytest.raises(ValueError, match="out"):
         gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out[:, :2000])
-    assert us < 100

@@ -47,9 +47,9 @@ def run_tests() -> None:
 def bench_quant() -> None:
     import torch
 
+    from benchmarks.timing import time_kernel
     from fp8gemm.layout import get_col_major_tma_aligned_tensor
     from fp8gemm.quant import per_token_cast_to_fp8
-    from fp8gemm.timing import time_kernel
 
     print("== per_token_cast_to_fp8: CUDA kernel vs torch (+ layout conversion)", flush=True)
     rows = []

@@ -8,6 +8,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -15,13 +16,6 @@ import torch
 GPU_DEMO_SHAPE = (128, 7168, 2048)
 CPU_DEMO_SHAPE = (64, 512, 1024)
 DIFF_LIMIT = 1e-3
-
-
-def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Accuracy measure ``1 - 2 * sum(x*y) / sum(x*x + y*y)`` (0 when equal), computed in float64."""
-    x, y = x.double(), y.double()
-    denominator = (x * x + y * y).sum()
-    return float(1 - 2 * (x * y).sum() / denominator)
 
 
 def _gpu_seconds(fn, calls: int = 20) -> float:
@@ -41,7 +35,8 @@ def _gpu_seconds(fn, calls: int = 20) -> float:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from . import device, gemm, layout, quant, reference
+    from . import device, gemm, layout, quant
+    from .reference import calc_diff
 
     on_gpu = device.is_sm90_available()
     if on_gpu:
@@ -58,17 +53,10 @@ def _demo(args: argparse.Namespace) -> int:
     out = torch.empty((m, n), dtype=torch.bfloat16, device=dev)
 
     path = "fp8gemm kernel" if on_gpu else "CPU reference"
-    try:
-        gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)  # warm-up (JIT compile on a GPU)
-    except NotImplementedError as err:
-        print(f"{err}\nFalling back to the reference implementation on {dev}.")
-        path = f"reference on {dev}"
+    gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)  # warm-up (JIT compile on a GPU)
 
     def run() -> None:
-        if path.startswith("reference"):
-            reference.gemm_nt_reference(a, sa, b, sb, out)
-        else:
-            gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+        gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
 
     if dev.type == "cuda":
         seconds = _gpu_seconds(run)
@@ -112,17 +100,24 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, argv: Sequence[str]) -> int:
-    # bench and precompile live in their own modules, which pull in heavier dependencies.
-    try:
-        mod = importlib.import_module(f"fp8gemm.{module}")
-    except ImportError as err:
-        if err.name not in (f"fp8gemm.{module}", None):
-            raise
-        print(f"`python -m fp8gemm {module}` is not available: fp8gemm.{module} is not part of this "
-              "installation yet.", file=sys.stderr)
+# The repository this package was imported from, when it was (editable install or PYTHONPATH).
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _bench(argv: Sequence[str]) -> int:
+    # The benchmark is a tool of the repository (benchmarks/), not part of the installed package:
+    # this verb runs it when the package is used from a checkout.
+    if not (_CHECKOUT / "benchmarks" / "bench.py").is_file():
+        print("`python -m fp8gemm bench` runs benchmarks/bench.py of an fp8gemm checkout, which an installed "
+              "package does not include: run it from a clone of the repository.", file=sys.stderr)
         return 2
-    return int(mod.main(list(argv)) or 0)
+    if str(_CHECKOUT) not in sys.path:
+        sys.path.insert(0, str(_CHECKOUT))
+    return int(importlib.import_module("benchmarks.bench").main(list(argv)) or 0)
+
+
+def _precompile(argv: Sequence[str]) -> int:
+    return int(importlib.import_module("fp8gemm.precompile").main(list(argv)) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,13 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="quantize random inputs, run one GEMM, report time and accuracy")
     demo.add_argument("--seed", type=int, default=0)
     sub.add_parser("check", help="print the environment: torch, CUDA, GPU, NVRTC")
-    sub.add_parser("bench", help="benchmark (arguments go to fp8gemm.bench)", add_help=False)
+    sub.add_parser("bench", help="benchmark, in a checkout (arguments go to benchmarks/bench.py)",
+                   add_help=False)
     sub.add_parser("precompile", help="compile kernels ahead of time (arguments go to fp8gemm.precompile)",
                    add_help=False)
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("bench", "precompile"):
-        return _delegate(argv[0], argv[1:])
+    if argv and argv[0] == "bench":
+        return _bench(argv[1:])
+    if argv and argv[0] == "precompile":
+        return _precompile(argv[1:])
     args = parser.parse_args(argv)
     return _demo(args) if args.command == "demo" else _check(args)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fp8gemm import baselines, bench, testing
+from benchmarks import baselines, bench, testing
 from fp8gemm.shapes import DEFAULT_SHAPES_PATH, load_shapes
 
 

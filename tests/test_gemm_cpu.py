@@ -8,7 +8,7 @@ from f64_helpers import BLOCK, ceil_div, random_fp8, random_scales
 
 import fp8gemm
 from fp8gemm import reference
-from fp8gemm.__main__ import calc_diff
+from fp8gemm.reference import calc_diff
 
 PUBLIC_API = [
     "gemm_fp8_fp8_bf16_nt", "m_grouped_gemm_fp8_fp8_bf16_nt_contiguous",
@@ -99,3 +99,7 @@ def test_calc_diff():
     x = torch.randn(100)
     assert calc_diff(x, x) == pytest.approx(0, abs=1e-12)
     assert calc_diff(x, 2 * x) == pytest.approx(1 - 4 / 5)
+    assert calc_diff(x, -x) == pytest.approx(2)
+    zeros = torch.zeros(100)
+    assert calc_diff(zeros, zeros) == 0.0  # equal, not NaN (the old CLI copy divided by zero)
+    assert calc_diff(zeros, x) == pytest.approx(1)

@@ -8,10 +8,10 @@ import random
 import pytest
 import torch
 
+from benchmarks.testing import DenseInputs, calc_diff, make_dense_inputs, reference_dense, unquantized_product
 from fp8gemm import gemm
 from fp8gemm.device import is_sm90_available
 from fp8gemm.shapes import load_shapes
-from fp8gemm.testing import DenseInputs, calc_diff, make_dense_inputs, reference_dense, unquantized_product
 
 pytestmark = [
     pytest.mark.gpu,

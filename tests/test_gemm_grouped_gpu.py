@@ -8,17 +8,17 @@ import random
 import pytest
 import torch
 
-from fp8gemm import gemm, reference
-from fp8gemm.config import select_config
-from fp8gemm.device import get_num_sms, is_sm90_available
-from fp8gemm.shapes import load_shapes
-from fp8gemm.testing import (
+from benchmarks.testing import (
     GroupedInputs,
     calc_diff,
     make_contiguous_inputs,
     make_masked_inputs,
     masked_counts,
 )
+from fp8gemm import gemm, reference
+from fp8gemm.config import select_config
+from fp8gemm.device import get_num_sms, is_sm90_available
+from fp8gemm.shapes import load_shapes
 
 pytestmark = [
     pytest.mark.gpu,

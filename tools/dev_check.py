@@ -13,8 +13,8 @@ import time
 import torch
 
 import fp8gemm
+from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from fp8gemm import reference
-from fp8gemm.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 
 
 def _time(fn, iters: int = 20) -> float:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ctypes
 
+from benchmarks.bench import compulsory_bytes
 from benchmarks.timing import time_kernel
 from fp8gemm import jit
-from fp8gemm.bench import compulsory_bytes
 
 EMPTY = 'extern "C" __global__ void fp8gemm_floor_empty(int x) { if (x == 12345) __trap(); }'
 M64_SHAPES = [(64, 2112, 7168), (64, 24576, 1536), (64, 32768, 512), (64, 7168, 16384), (64, 4096, 7168),

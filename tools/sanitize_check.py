@@ -11,9 +11,9 @@ import sys
 import torch
 
 import fp8gemm
+from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from fp8gemm import reference
 from fp8gemm.config import select_config
-from fp8gemm.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 
 
 def dense(m: int, n: int, k: int) -> float:

@@ -10,10 +10,10 @@ import dataclasses
 
 import torch
 
+from benchmarks.testing import calc_diff, make_dense_inputs
 from benchmarks.timing import time_kernel
 from fp8gemm import launch
 from fp8gemm.config import _mma_buffers, _store_slab_cols, max_stages, select_config
-from fp8gemm.testing import calc_diff, make_dense_inputs
 
 
 def main() -> None:

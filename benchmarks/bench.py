@@ -1,6 +1,6 @@
 """``python -m fp8gemm bench``: our kernels against cuBLASLt and BF16 matmul, in one run.
 
-For every shape: our time (median, L2 flushed, see :func:`fp8gemm.timing.time_kernel`), TFLOPS, GB/s
+For every shape: our time (median, L2 flushed, see :func:`benchmarks.timing.cupti_time_us`), TFLOPS, GB/s
 of compulsory traffic (A, B and their scales read once, D written once), ``torch._scaled_mm`` with
 blockwise 1x128/128x128 scales (cuBLASLt; a per-group loop of it for grouped shapes) and, for dense
 shapes, torch BF16 ``matmul``, each timed the same way; our speed-ups; our accuracy (``calc_diff``)
@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
+if not __package__:  # run as a script, `python benchmarks/bench.py`: import from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fp8gemm.shapes import DenseShape, GroupedShape, ShapeSet, load_shapes
 from fp8gemm.utils import ceil_div
@@ -132,8 +135,8 @@ def _measure(row: BenchRow, name: str, make: Callable[[], Callable[[], object]],
 
 def bench_dense(shape: DenseShape, iters: int, seed: int = 0) -> BenchRow:
     """Ours vs cuBLASLt blockwise vs BF16 matmul on one dense shape."""
-    from fp8gemm.baselines import scaled_mm_blockwise
-    from fp8gemm.testing import calc_diff, make_dense_inputs, unquantized_product
+    from benchmarks.baselines import scaled_mm_blockwise
+    from benchmarks.testing import calc_diff, make_dense_inputs, unquantized_product
 
     m, n, k = shape.m, shape.n, shape.k
     row = BenchRow("dense", str(shape), m, n, k, flops=2.0 * m * n * k, bytes=compulsory_bytes(m, n, k))
@@ -164,8 +167,8 @@ def bench_dense(shape: DenseShape, iters: int, seed: int = 0) -> BenchRow:
 
 def bench_grouped(shape: GroupedShape, iters: int, masked_spread: float, seed: int = 0) -> BenchRow:
     """Ours vs a per-group loop of cuBLASLt blockwise calls on one grouped shape."""
-    from fp8gemm.baselines import grouped_scaled_mm_blockwise
-    from fp8gemm.testing import calc_diff, make_contiguous_inputs, make_masked_inputs, masked_counts
+    from benchmarks.baselines import grouped_scaled_mm_blockwise
+    from benchmarks.testing import calc_diff, make_contiguous_inputs, make_masked_inputs, masked_counts
 
     g, n, k = shape.groups, shape.n, shape.k
     if shape.layout == "contiguous":

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from .utils import round_up
+from fp8gemm.utils import round_up
 
 __all__ = ["cublas_scale_a", "cublas_scale_b", "scaled_mm_blockwise", "grouped_scaled_mm_blockwise"]
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fp8gemm.reference import calc_diff
 from fp8gemm.utils import round_up
 
 __all__ = [
@@ -26,15 +27,6 @@ __all__ = [
     "reference_dense",
     "unquantized_product",
 ]
-
-
-def calc_diff(x: torch.Tensor, y: torch.Tensor) -> float:
-    """``1 - 2*sum(x*y) / sum(x*x + y*y)`` in FP64: 0 for equal tensors, scale-free, ~1e-4 for FP8 noise."""
-    x, y = x.double(), y.double()
-    denominator = (x * x + y * y).sum()
-    if denominator == 0:
-        return 0.0
-    return float(1 - 2 * (x * y).sum() / denominator)
 
 
 def _randn(shape: tuple[int, ...], device: torch.device | str, seed: int) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import subprocess
 import tempfile
@@ -13,10 +12,7 @@ from . import env
 
 
 def _cuda_home() -> Path | None:
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if value := os.environ.get(var):
-            return Path(value)
-    return None
+    return env.cuda_home()
 
 
 def find_tool(name: str) -> str | None:

@@ -12,7 +12,7 @@ _LAYOUT_ENUM = {"dense": "kDense", "contiguous": "kContiguous", "masked": "kMask
 def kernel_name(config: GemmConfig) -> str:
     return (f"fp8gemm_{config.layout}_n{config.n}_k{config.k}_g{config.num_groups}"
             f"_bm{config.block_m}_bn{config.block_n}_s{config.stages}_mc{config.multicast}"
-            f"_r{config.raster_width}_p{config.mma_buffers}_ks{config.k_splits}")
+            f"_r{config.raster_width}_ks{config.k_splits}")
 
 
 def wgmma_wrapper(block_n: int) -> str:
@@ -58,7 +58,6 @@ struct Config {{
     static constexpr int kRasterWidth = {config.raster_width};
     static constexpr int kStoreSlabCols = {config.store_slab_cols};
     static constexpr int kSmemBytes = {config.smem_bytes};
-    static constexpr int kMmaBuffers = {config.mma_buffers};
     static constexpr int kKSplits = {config.k_splits};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;
 }};

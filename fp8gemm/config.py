@@ -13,37 +13,25 @@ from functools import lru_cache
 
 from .utils import round_up
 
+CONTIGUOUS_ALIGNMENT = 128  # rows: each group of the contiguous layout starts on a multiple
+
 BLOCK_K = 128
 SMEM_LIMIT = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
 _ALIGN_SLACK = 1024
 LAYOUTS = ("dense", "contiguous", "masked")
 
 # NOTES: wgmma accepts any N that is a multiple of 8; we keep multiples of 16 (stmatrix pairs)
-# and go past 128 so that the tile count can fit 132 SMs with a small tail.
+# and go past 128 so that the tile count can fit 132 SMs with a small tail. Registers bound N:
+# a math thread holds (chains + 1) x N/2 FP32 accumulators (the FP32 sums of its chains and one
+# partial sum), at most 232: N <= 192 with one 64-row chain per warpgroup (BLOCK_M 64 or 128),
+# N <= 128 with two (BLOCK_M 256). 64x192 spills (48 B, one warpgroup at 240 registers).
+MAX_BLOCK_N = {64: 160, 128: 192, 256: 128}
 BLOCK_N_CANDIDATES = tuple(range(16, 193, 16))
-# NOTES: BLOCK_N = 192 spills (ptxas, 232-240 registers for 96 + 96 accumulators plus addressing).
-MAX_BLOCK_N = {64: 176, 128: 176}
-BLOCK_M_CANDIDATES = (64, 128)
+BLOCK_M_CANDIDATES = (64, 128, 256)
 # NOTES: small tiles (decode shapes) are bound by the latency of loads, so they get as many
 # stages as shared memory holds: more bytes in flight per SM.
 MAX_STAGES = 32
-# NOTES: large-M problems (compute-bound 128-row tiles) run faster with 4 stages than with the 5
-# that fit: measured on the H200, 4096x7168x16384 128x160 859 vs 879 us, 128x128 869 vs 884 us,
-# 4096x4096x7168 128x128 213 vs 220 us; 3 stages is 0-17% slower than 5. Decode shapes (few rows,
-# bound by load latency) keep every stage that fits.
-LARGE_M_STAGES = 4
-LARGE_M_ROWS = 1024
 MAX_K_SPLITS = 8
-# NOTES: two partial sums in flight (promotion overlapped with the next block's wgmma) need
-# 3 * BLOCK_N / 2 accumulator registers: up to 128 without spills (ptxas, every layout and
-# multicast), except masked BM=64 BN=128, which spills 4 bytes (the masked scheduler's state).
-MAX_DOUBLE_BUFFERED_BLOCK_N = 128
-
-
-def _mma_buffers(layout: str, block_m: int, block_n: int) -> int:
-    if block_n > MAX_DOUBLE_BUFFERED_BLOCK_N or (layout == "masked" and block_m == 64 and block_n == 128):
-        return 1
-    return 2
 RASTER_WIDTH = 16
 
 
@@ -62,12 +50,12 @@ def max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
     return stages
 
 
-MAX_SCALE_BLOCKS_PER_TILE = 3  # the kernel's promotion handles tiles over up to three B scale blocks
+def spans_at_most_two_scale_blocks(block_n: int) -> bool:
+    """Whether every N tile of `block_n` columns lies within two 128-column scale blocks of B.
 
-
-def scale_blocks_spanned(n: int, block_n: int) -> int:
-    """The most 128-column scale blocks of B that one N tile of `block_n` columns spans."""
-    return max(-(-((start % BLOCK_K) + min(block_n, n - start)) // BLOCK_K) for start in range(0, n, block_n))
+    Tiles start at multiples of block_n, hence at offsets that are multiples of
+    gcd(block_n, 128) inside a scale block; the kernel handles one boundary per tile."""
+    return BLOCK_K - math.gcd(block_n, BLOCK_K) + block_n <= 2 * BLOCK_K
 
 
 @dataclass(frozen=True)
@@ -84,7 +72,6 @@ class GemmConfig:
     multicast: str         # "none" | "a" (tile pairs share rows) | "b" (tile pairs share columns)
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
-    mma_buffers: int = 1   # partial sums in flight per math warpgroup (2 hides the promotion)
     k_splits: int = 1      # split-K slices (dense only; a second kernel sums them)
 
     @property
@@ -93,7 +80,8 @@ class GemmConfig:
 
     @property
     def num_math_warpgroups(self) -> int:
-        return self.block_m // 64
+        # 64-row tiles: one; 128 and 256 rows: two (each runs one or two 64-row chains)
+        return 1 if self.block_m == 64 else 2
 
     @property
     def num_threads(self) -> int:
@@ -110,7 +98,7 @@ class GemmConfig:
     def __str__(self) -> str:
         return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
                 f"BM={self.block_m} BN={self.block_n} stages={self.stages} "
-                f"multicast={self.multicast} buffers={self.mma_buffers} k_splits={self.k_splits} "
+                f"multicast={self.multicast} k_splits={self.k_splits} "
                 f"smem={self.smem_bytes}")
 
 
@@ -121,21 +109,28 @@ def _store_slab_cols(block_n: int) -> int:
     raise AssertionError(block_n)
 
 
-# NOTES: measured on the H200 (4096x7168x16384, no loads, no promotion): wgmma with two math
-# warpgroups runs fastest at N = 128..176; N = 96 or 112 loses 15-20%, one warpgroup ~30%.
-# 176 is rated 0.94 from the full kernel: 128x176 943 us (10 waves) against 128x160 883 us (11).
-_WGMMA_EFFICIENCY = {64: 0.75, 80: 0.78, 96: 0.8, 112: 0.85, 128: 1.0, 144: 0.9, 160: 1.0, 176: 0.94}
+# NOTES: the share of the tensor cores' peak a tile shape can reach. wgmma N below 128 runs
+# less efficiently (measured: N = 96 or 112 loses 15-20%); a 64-row tile has one math warpgroup
+# and nothing to hide its promotion behind (~0.7); 128-row tiles read B from shared memory once per
+# 64 rows, 256-row tiles once per 128, which leaves more of shared memory's bandwidth to the TMA.
+# 144 is rated from the full kernel: 4096x2112x7168 128x144 110 us (4 waves) against 128x192
+# 103 us (3 waves).
+_N_EFFICIENCY = {16: 0.6, 32: 0.65, 48: 0.7, 64: 0.75, 80: 0.8, 96: 0.85, 112: 0.9, 144: 0.95}
+_M_EFFICIENCY = {64: 0.7, 128: 0.95, 256: 1.0}
+# FP8 dense throughput of one SM that the kernel can sustain (~1.5 PFLOPS over 132 SMs).
+_SM_FLOPS_PER_US = 11.5e6
 
 
 def _k_block_us(block_m: int, block_n: int) -> float:
     """Estimated time of one 128-deep K block of one tile on one SM, in microseconds.
 
-    NOTES: calibrated on the H200. Large tiles are bound by the tensor cores: 128x128 takes
-    ~0.5 us per K block, 128x160 ~0.62 us. Small tiles are bound by the load pipeline, which
-    costs ~0.25 us per K block plus the bytes (~200 GB/s per SM): 64x16 ~0.30 us, 64x64 ~0.35 us.
+    The larger of the tensor-core time (flops over the sustained per-SM rate times the shape's
+    efficiency) and the load time. NOTES: small tiles are bound by the load pipeline, measured on
+    the H200 at ~0.25 us per K block plus the bytes at ~200 GB/s per SM (64x16 ~0.30 us,
+    64x64 ~0.35 us).
     """
-    efficiency = _WGMMA_EFFICIENCY.get(block_n, 0.7) * (1.0 if block_m == 128 else 0.7)
-    compute = block_m * block_n / (33000.0 * efficiency)
+    efficiency = _N_EFFICIENCY.get(block_n, 1.0) * _M_EFFICIENCY[block_m]
+    compute = block_m * block_n * BLOCK_K * 2 / (_SM_FLOPS_PER_US * efficiency)
     load = 0.25 + (block_m + block_n) * BLOCK_K / 200e3
     return max(compute, load)
 
@@ -153,6 +148,28 @@ def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int
     return math.ceil(m / block_m) * n_blocks
 
 
+def k_split_sizes(num_k_blocks: int, k_splits: int) -> list[int]:
+    """K blocks in each split-K slice, as the kernel's scheduler cuts them."""
+    per_split = math.ceil(num_k_blocks / k_splits)
+    return [max(0, min(per_split, num_k_blocks - i * per_split)) for i in range(k_splits)]
+
+
+def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int, tiles: int, k_splits: int,
+               num_sms: int) -> str:
+    """Which operand a 2-CTA cluster shares through TMA multicast ("a", "b" or "none").
+
+    NOTES: it pays when there are enough tiles to keep every SM busy in pairs and the same
+    rows/columns are re-read a lot. The larger of the two blocks is the one shared (it saves more
+    L2 traffic). Sharing A pairs N blocks (their count must be even); sharing B pairs M blocks (an
+    odd count gets an empty partner; grouped pairs of two experts load B unshared)."""
+    if k_splits > 1 or rows < 512 or tiles < num_sms or num_sms % 2 != 0:
+        return "none"
+    a_ok = n_blocks % 2 == 0
+    if block_m >= block_n and a_ok:
+        return "a"
+    return "b"
+
+
 @lru_cache(maxsize=4096)
 def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_sms: int = 132) -> GemmConfig:
     """Pick block sizes, stages and multicast for a problem.
@@ -165,16 +182,24 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     num_k_blocks = math.ceil(k / BLOCK_K)
     # NOTES: split-K only for dense GEMMs, where few output tiles would leave SMs idle; every
-    # slice keeps at least 4 K blocks so that its pipeline fills.
+    # slice keeps at least 4 K blocks so that its pipeline fills, and no slice is empty (a slice
+    # with no K block would wait for a stage that is never loaded).
     split_options = [1]
     if layout == "dense":
-        split_options += [s for s in range(2, MAX_K_SPLITS + 1) if math.ceil(num_k_blocks / s) >= 4]
+        split_options += [s for s in range(2, MAX_K_SPLITS + 1)
+                          if math.ceil(num_k_blocks / s) >= 4 and k_split_sizes(num_k_blocks, s)[-1] > 0]
     best = None
     for block_m in BLOCK_M_CANDIDATES:
-        if block_m == 128 and m <= 64:
+        if block_m > 64 and m <= 64:
+            continue
+        # A contiguous tile takes its expert from its first row: it must not be taller than the
+        # layout's group alignment (128 rows). NOTES: masked groups hold about expected_m rows
+        # each, rarely a multiple of 256: 256-row tiles waste rows (measured on the H200,
+        # 4 x 256 rows: 128x128 52 us, 256x128 57 us; N 7168 K 2048: 45 against 86 us).
+        if layout != "dense" and block_m > CONTIGUOUS_ALIGNMENT:
             continue
         for block_n in BLOCK_N_CANDIDATES:
-            if block_n > MAX_BLOCK_N[block_m] or scale_blocks_spanned(n, block_n) > MAX_SCALE_BLOCKS_PER_TILE:
+            if block_n > MAX_BLOCK_N[block_m] or not spans_at_most_two_scale_blocks(block_n):
                 continue
             if max_stages(block_m, block_n) < 3:
                 continue
@@ -190,24 +215,11 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     assert best is not None
     _, block_m, block_n, tiles, k_splits = best
 
-    multicast = "none"
-    n_blocks = math.ceil(n / block_n)
     rows = m * num_groups if layout == "masked" else m
-    # NOTES: a 2-CTA cluster shares one operand through TMA multicast; it pays when there are
-    # enough tiles to keep every SM busy in pairs and the same rows/columns are re-read a lot.
-    if k_splits == 1 and rows >= 512 and tiles >= num_sms and num_sms % 2 == 0:
-        if n_blocks % 2 == 0:
-            multicast = "a"
-        elif layout == "dense" and math.ceil(m / block_m) % 2 == 0:
-            multicast = "b"
-
-    stages = max_stages(block_m, block_n)
-    if block_m == 128 and k_splits == 1 and rows >= LARGE_M_ROWS:
-        stages = min(stages, LARGE_M_STAGES)
+    multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits, num_sms)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
-                        stages=stages, multicast=multicast, raster_width=RASTER_WIDTH,
-                        store_slab_cols=_store_slab_cols(block_n),
-                        mma_buffers=_mma_buffers(layout, block_m, block_n), k_splits=k_splits)
+                        stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
+                        store_slab_cols=_store_slab_cols(block_n), k_splits=k_splits)
     if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import CONTIGUOUS_ALIGNMENT
+
 __all__ = [
     "get_tma_aligned_size",
     "get_col_major_tma_aligned_tensor",
@@ -17,7 +19,7 @@ __all__ = [
 ]
 
 _TMA_ALIGNMENT_BYTES = 16
-_CONTIGUOUS_M_ALIGNMENT = 128
+_CONTIGUOUS_M_ALIGNMENT = CONTIGUOUS_ALIGNMENT
 
 
 def get_tma_aligned_size(x: int, element_size: int) -> int:

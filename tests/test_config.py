@@ -12,17 +12,15 @@ from fp8gemm import launch
 from fp8gemm.codegen import kernel_name, kernel_source
 from fp8gemm.config import (
     BLOCK_K,
-    LARGE_M_ROWS,
-    LARGE_M_STAGES,
     MAX_BLOCK_N,
-    MAX_SCALE_BLOCKS_PER_TILE,
     SMEM_LIMIT,
     GemmConfig,
     grid_size,
+    k_split_sizes,
     max_stages,
-    scale_blocks_spanned,
     select_config,
     smem_bytes,
+    spans_at_most_two_scale_blocks,
 )
 
 SHAPES = json.loads((Path(__file__).parents[1] / "fp8gemm" / "data" / "shapes.json").read_text())
@@ -42,26 +40,21 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
     c = select_config(layout, m, n, k, groups, num_sms)
     assert isinstance(c, GemmConfig)
     assert c.smem_bytes <= SMEM_LIMIT and c.stages >= 3
-    # As many stages as fit, except large-M 128-row tiles, which run best with LARGE_M_STAGES.
-    rows = m * groups if layout == "masked" else m
-    large_m = c.block_m == 128 and c.k_splits == 1 and rows >= LARGE_M_ROWS
-    assert c.stages == (min(max_stages(c.block_m, c.block_n), LARGE_M_STAGES) if large_m
-                        else max_stages(c.block_m, c.block_n))
-    assert c.block_m in (64, 128) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
+    assert c.stages == max_stages(c.block_m, c.block_n)
+    assert c.block_m in (64, 128, 256) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
+    # Grouped tiles take their expert from their first row: no taller than the group alignment.
+    assert layout == "dense" or c.block_m <= 128
     assert c.block_n % c.store_slab_cols == 0 and c.store_slab_cols in (16, 32, 64)
-    assert scale_blocks_spanned(n, c.block_n) <= MAX_SCALE_BLOCKS_PER_TILE
-    assert c.num_threads == 128 * (c.block_m // 64 + 1)
-    # Multicast pairs tiles: along N for A (needs an even N-block count), along M for B (dense only).
+    assert spans_at_most_two_scale_blocks(c.block_n)
+    assert c.num_threads == 128 * ((1 if c.block_m == 64 else 2) + 1)
+    # Multicast of A pairs tiles along N: the N-block count must be even.
     if c.multicast == "a":
         assert c.num_n_blocks % 2 == 0
-    if c.multicast == "b":
-        assert layout == "dense"
-    # Split-K: dense only, no multicast, every slice keeps >= 4 K blocks.
+    # Split-K: dense only, no multicast, every slice keeps >= 4 K blocks and none is empty.
     if c.k_splits > 1:
         assert layout == "dense" and c.multicast == "none"
         assert math.ceil(math.ceil(k / BLOCK_K) / c.k_splits) >= 4
-    # Two partial sums in flight cost 3 * BLOCK_N / 2 registers: only small enough tiles get them.
-    assert c.mma_buffers in (1, 2) and (c.mma_buffers == 1 or c.block_n <= 128)
+        assert min(k_split_sizes(math.ceil(k / BLOCK_K), c.k_splits)) > 0
     grid = grid_size(c, m if layout != "masked" else m * groups, num_sms)
     assert 1 <= grid <= num_sms and grid % c.cluster_size == 0
 
@@ -73,21 +66,31 @@ def test_smem_arithmetic_matches_the_layout() -> None:
 
 
 def test_scale_block_crossing() -> None:
-    assert scale_blocks_spanned(4096, 128) == 1
-    assert scale_blocks_spanned(7168, 160) == 2  # starts at 0, 32, 64, 96 mod 128
-    assert scale_blocks_spanned(2112, 176) == 3  # the tile at 352 spans blocks 2, 3 and 4
-    assert scale_blocks_spanned(176, 176) == 2  # one tile: columns 0..175
-    assert scale_blocks_spanned(64, 64) == 1
+    # Tiles start at multiples of BN: offsets inside a 128-column scale block are multiples of
+    # gcd(BN, 128); a tile must end within the next block.
+    assert spans_at_most_two_scale_blocks(128) and spans_at_most_two_scale_blocks(16)
+    assert spans_at_most_two_scale_blocks(160)      # offsets 0, 32, 64, 96: 96 + 160 = 256
+    assert spans_at_most_two_scale_blocks(144)      # offsets up to 112: 112 + 144 = 256
+    assert spans_at_most_two_scale_blocks(192)      # offsets 0, 64
+    assert not spans_at_most_two_scale_blocks(176)  # the tile at 352 spans blocks 2, 3 and 4
+    assert not spans_at_most_two_scale_blocks(224)
+
+
+def test_split_k_never_leaves_an_empty_slice() -> None:
+    assert k_split_sizes(16, 5) == [4, 4, 4, 4, 0]  # the rule must reject this split
+    assert k_split_sizes(56, 4) == [14, 14, 14, 14]
+    for m, n, k in [(64, 7168, 2048), (64, 2112, 7168), (1, 4096, 2560), (32, 512, 2048)]:
+        c = select_config("dense", m, n, k, 1, 132)
+        assert min(k_split_sizes(math.ceil(k / BLOCK_K), c.k_splits)) > 0
 
 
 def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
     big = select_config("dense", 4096, 7168, 16384, 1, 132)
-    assert big.block_m == 128 and big.block_n >= 128 and big.k_splits == 1
-    assert big.stages == LARGE_M_STAGES < max_stages(big.block_m, big.block_n)
-    short_k = select_config("dense", 64, 7168, 2048, 1, 132)
-    assert short_k.stages == max_stages(short_k.block_m, short_k.block_n) > LARGE_M_STAGES
+    assert (big.block_m, big.block_n, big.multicast, big.k_splits) == (256, 128, "a", 1)
+    narrow = select_config("dense", 4096, 2112, 7168, 1, 132)
+    assert (narrow.block_m, narrow.block_n) == (128, 192)
     decode = select_config("dense", 64, 2112, 7168, 1, 132)
-    assert decode.block_m == 64 and decode.k_splits > 1
+    assert decode.block_m == 64 and decode.stages > 3
 
 
 def test_config_rejects_unknown_layout() -> None:

@@ -22,6 +22,7 @@ struct Tile {
     int k_split;      // which slice of K (split-K), 0 without split-K
     int k_block;      // first K block of the slice
     int num_k_blocks; // K blocks in the slice
+    bool multicast;   // the pair's shared operand really is shared (grouped B multicast: same expert)
 };
 
 template <class Cfg>
@@ -61,6 +62,8 @@ struct TileScheduler {
         if (g < Cfg::kNumGroups) {
             group_rows = min_of(max_of(ptx::load_global_nc(grouped + g), 0), rows);
             group_m_blocks = ceil_div(group_rows, Cfg::kBlockM);
+            // Multicast of B pairs M blocks of one group: an odd count gets an empty partner.
+            if (Cfg::kMulticastB) group_m_blocks += group_m_blocks & 1;
         }
     }
 
@@ -83,6 +86,14 @@ struct TileScheduler {
         }
     }
 
+    // Contiguous layout: the group of M block `m_block` (its first row's), or -1 for padding,
+    // blocks past M and group ids out of range.
+    FP8GEMM_DEVICE int group_of_block(int m_block) const {
+        const int row = m_block * Cfg::kBlockM;
+        const int g = row < rows ? ptx::load_global_nc(grouped + row) : -1;
+        return g >= 0 && g < Cfg::kNumGroups ? g : -1;
+    }
+
     // The next tile of this CTA; false when there is none left.
     FP8GEMM_DEVICE bool next(Tile& tile) {
         while (true) {
@@ -95,6 +106,7 @@ struct TileScheduler {
                 if (group >= Cfg::kNumGroups) return false;
                 rasterize(t - group_first_tile, group_m_blocks, tile.m_block, tile.n_block);
                 tile.group = group;
+                tile.multicast = true;
                 tile.k_split = tile.k_block = 0;
                 tile.num_k_blocks = kNumKBlocks;
                 tile.local_row = tile.m_block * Cfg::kBlockM;
@@ -112,12 +124,28 @@ struct TileScheduler {
             tile.row = tile.local_row = tile.m_block * Cfg::kBlockM;
             tile.row_limit = rows;
             tile.group = 0;
+            tile.multicast = true;
             if (Cfg::kLayout == GemmLayout::kContiguous) {
                 // A block whose first row is padding holds padding only (groups are padded at
                 // their ends to the block alignment): it costs nothing.
-                // NOTES: multicast pairs share their rows, so both CTAs of a pair skip together.
-                tile.group = tile.row < rows ? ptx::load_global_nc(grouped + tile.row) : -1;
-                if (tile.group < 0 || tile.group >= Cfg::kNumGroups) continue;
+                // NOTES: multicast of A pairs tiles that share their rows, so both CTAs of a pair
+                // skip together.
+                tile.group = group_of_block(tile.m_block);
+                if (Cfg::kMulticastB) {
+                    // Multicast of B pairs M blocks 2i and 2i+1 (the peer runs the other one). The
+                    // pair is skipped only if both are padding; a padding block rides along with
+                    // its partner's expert and stores nothing; B is shared only if both blocks
+                    // need the same expert. Both CTAs read the same two values, so they agree.
+                    const int peer_group = group_of_block(tile.m_block ^ 1);
+                    if (tile.group < 0 && peer_group < 0) continue;
+                    if (tile.group < 0) {
+                        tile.group = peer_group;
+                        tile.row_limit = tile.local_row;   // nothing of this block is written
+                    }
+                    tile.multicast = peer_group < 0 || peer_group == tile.group;
+                } else if (tile.group < 0) {
+                    continue;
+                }
             }
             return true;
         }

@@ -17,6 +17,12 @@ FP8GEMM_DEVICE int32_t load_global_nc(const int32_t* ptr) {
     return v;
 }
 
+FP8GEMM_DEVICE float load_shared_f32(uint32_t addr) {
+    float v;
+    asm volatile("ld.shared.f32 %0, [%1];" : "=f"(v) : "r"(addr));
+    return v;
+}
+
 // 16-byte shared-memory load and global store, for the row-predicated epilogue.
 struct alignas(16) Vec16 { uint32_t x, y, z, w; };
 

@@ -8,30 +8,32 @@ FP8GEMM_DEVICE void tma_prefetch_descriptor(const TensorMap* map) {
     asm volatile("prefetch.tensormap [%0];" :: "l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
+// Shared-memory operands (`dst`, `src`, `bar`) are 32-bit shared-window addresses (smem_addr).
+
 // 2D tile load into this CTA's shared memory; completes `bytes` on `bar`.
-FP8GEMM_DEVICE void tma_load_2d(void* dst, const TensorMap* map, uint64_t* bar, int32_t c0, int32_t c1) {
+FP8GEMM_DEVICE void tma_load_2d(uint32_t dst, const TensorMap* map, uint32_t bar, int32_t c0, int32_t c1) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%3, %4}], [%2];"
-                 :: "r"(smem_addr(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)),
+                 :: "r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(bar),
                     "r"(c0), "r"(c1)
                  : "memory");
 }
 
 // 2D tile load delivered to the same shared-memory offset (data and barrier signal) in every CTA
 // of the cluster named by `cta_mask`.
-FP8GEMM_DEVICE void tma_load_2d_multicast(void* dst, const TensorMap* map, uint64_t* bar, int32_t c0, int32_t c1,
+FP8GEMM_DEVICE void tma_load_2d_multicast(uint32_t dst, const TensorMap* map, uint32_t bar, int32_t c0, int32_t c1,
                                           uint16_t cta_mask) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
                  " [%0], [%1, {%3, %4}], [%2], %5;"
-                 :: "r"(smem_addr(dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)),
+                 :: "r"(dst), "l"(reinterpret_cast<uint64_t>(map)), "r"(bar),
                     "r"(c0), "r"(c1), "h"(cta_mask)
                  : "memory");
 }
 
 // 2D tile store from shared memory; rows and columns outside the tensor are clipped.
-FP8GEMM_DEVICE void tma_store_2d(const TensorMap* map, const void* src, int32_t c0, int32_t c1) {
+FP8GEMM_DEVICE void tma_store_2d(const TensorMap* map, uint32_t src, int32_t c0, int32_t c1) {
     asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];"
-                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(src)), "r"(c0), "r"(c1)
+                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(src), "r"(c0), "r"(c1)
                  : "memory");
 }
 

@@ -25,8 +25,10 @@ struct SmemDescriptor {
     static constexpr uint64_t kStrideByteOffset = 1024 >> 4;   // 8 rows x 128 B between row groups
     static constexpr uint64_t kSwizzle128B = 1;                // layout type field, bits 62-63
 
-    FP8GEMM_DEVICE static uint64_t make(const void* tile) {
-        const uint64_t start = (smem_addr(tile) & 0x3FFFF) >> 4;
+    // `tile` is a 32-bit shared-window address. Adding (bytes >> 4) to a descriptor moves its start
+    // by `bytes` (the start field is bits 0-13, in 16-byte units, and never overflows in 228 KB).
+    FP8GEMM_DEVICE static uint64_t make(uint32_t tile) {
+        const uint64_t start = (tile & 0x3FFFF) >> 4;
         return start | (kLeadingByteOffset << 16) | (kStrideByteOffset << 32) | (kSwizzle128B << 62);
     }
 

@@ -24,7 +24,7 @@ __device__ __forceinline__ void tma_roundtrip(const TensorMap* in_map, const Ten
     static_assert(kHalfBytes % 1024 == 0, "each half must keep the 1024-B alignment that swizzling wants");
 
     extern __shared__ __align__(1024) uint8_t smem[];
-    uint64_t* bar = reinterpret_cast<uint64_t*>(smem + kTileBytes);
+    const uint32_t bar = smem_addr(smem + kTileBytes);
 
     const uint32_t rank = ptx::cluster_cta_rank();
     const int tile = blockIdx.x / 2;
@@ -43,14 +43,14 @@ __device__ __forceinline__ void tma_roundtrip(const TensorMap* in_map, const Ten
     if (leader) {
         // Both halves land here (ours and the peer's), so expect the whole tile.
         ptx::mbarrier_arrive_expect_tx(bar, kTileBytes);
-        ptx::tma_load_2d_multicast(smem + rank * kHalfBytes, in_map, bar, col0,
+        ptx::tma_load_2d_multicast(smem_addr(smem + rank * kHalfBytes), in_map, bar, col0,
                                    row0 + static_cast<int>(rank) * (kBoxRows / 2), uint16_t(0b11));
     }
     ptx::mbarrier_wait(bar, 0);
 
     if (leader) {
         ptx::fence_proxy_async_smem();
-        ptx::tma_store_2d(rank == 0 ? out0_map : out1_map, smem, col0, row0);
+        ptx::tma_store_2d(rank == 0 ? out0_map : out1_map, smem_addr(smem), col0, row0);
         ptx::tma_store_commit();
         ptx::tma_store_wait<0>();
     }

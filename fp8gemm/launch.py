@@ -1,21 +1,30 @@
 """CUDA path of the public GEMMs: choose a config, build (or fetch) its kernel, encode the tensor
 maps and launch on torch's current stream. Inputs arrive validated by `fp8gemm.validate`, with
-`sa` already in the TMA-aligned column-major layout."""
+`sa` already in the TMA-aligned column-major layout.
+
+The hot path is one dictionary lookup. A serving loop calls the same GEMM on the same buffers every
+step, so everything that depends only on the problem and the buffers' addresses (the config, the
+kernel, the four tensor maps, the packed kernel arguments, the launch dimensions) is prepared once
+into a `jit.Launch` and kept in ``_launches``. A call builds the key from the addresses and sizes,
+finds the Launch and calls it: no allocation, no driver query, no encoding. A miss (new buffers)
+prepares a Launch from the config's kernel, kept per config in ``_kernels``.
+"""
 
 from __future__ import annotations
 
 import ctypes
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
-from . import jit
+from . import device, jit
 from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kernel_source
 from .config import BLOCK_K, GemmConfig, grid_size, select_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
 from .utils import ceil_div
+
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
 @dataclass(frozen=True)
@@ -45,44 +54,40 @@ def check_supported_shape(n: int, k: int) -> None:
                          f"aligned), got k={k}")
 
 
-_kernels: dict[tuple[GemmConfig, tuple[str, ...]], jit.Kernel] = {}
+# NOTES: off the hot path, but on every miss of `_launches` (new buffers: fresh activations from the
+# allocator): `jit.build` hashes the source and its headers (~2 ms), so kernels are kept per config.
+_kernels: dict[tuple, jit.Kernel] = {}
 
 
 def kernel_for(config: GemmConfig, flags: tuple[str, ...] = ()) -> jit.Kernel:
+    """The loaded kernel of a config (built through the JIT's caches the first time)."""
     kernel = _kernels.get((config, flags))
     if kernel is None:
         kernel = _kernels[config, flags] = jit.build(kernel_source(config), kernel_name(config), flags)
     return kernel
 
 
-# NOTES: encoding a tensor map costs several microseconds of host time; serving loops reuse the
-# same buffers, so maps are cached by (address, geometry). A map holds no reference to its tensor:
-# it stays valid for any tensor at that address with that geometry.
-_MAX_MAPS = 512
-_maps: OrderedDict[tuple, jit.TensorMap] = OrderedDict()
+def _reduce_kernel(k_splits: int) -> jit.Kernel:
+    kernel = _kernels.get(k_splits)
+    if kernel is None:
+        kernel = _kernels[k_splits] = jit.build(reduce_kernel_source(k_splits), reduce_kernel_name(k_splits))
+    return kernel
 
 
 def _tensor_map(t: torch.Tensor, dims: tuple[int, ...], strides: tuple[int, ...], box: tuple[int, ...],
                 swizzle: int) -> jit.TensorMap:
-    key = (t.data_ptr(), t.dtype, t.device.index, dims, strides, box, swizzle)
-    tmap = _maps.get(key)
-    if tmap is not None:
-        _maps.move_to_end(key)
-        return tmap
     tmap = jit.make_tensor_map(t, box, swizzle_bytes=swizzle, dims=dims, strides=strides)
-    tmap.tensor = None
-    _maps[key] = tmap
-    if len(_maps) > _MAX_MAPS:
-        _maps.popitem(last=False)
+    tmap.tensor = None  # owned by a cached launch, which must not keep the buffer alive
     return tmap
 
 
 _NULL = ctypes.c_uint64(0)
 
 
-def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int, sa: torch.Tensor,
-         b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor, grouped: torch.Tensor | None,
-         rows: int, grid_rows: int, num_sms: int, flags: tuple[str, ...] = ()) -> None:
+def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
+                 sa: torch.Tensor, b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor,
+                 grouped: torch.Tensor | None, rows: int, workspace: torch.Tensor | None) -> tuple:
+    """The GEMM kernel's arguments, in its parameter order (the one place that knows that order)."""
     k = a2d.shape[1]
     half_a = config.multicast == "a"
     half_b = config.multicast == "b"
@@ -91,64 +96,136 @@ def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_str
     tmap_sa = _tensor_map(sa, sa_dims, (sa_stride,), (config.block_m, 1), 0)
     slab = config.store_slab_cols
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (slab, 64), slab * 2)
-    kernel = kernel_for(config, flags)
-    workspace = None
-    if config.k_splits > 1:
-        # One FP32 plane per K slice; the caching allocator makes this cheap, and under CUDA-graph
-        # capture it comes from the graph's private pool.
-        workspace = torch.empty((config.k_splits, rows, config.n), dtype=torch.float32, device=out2d.device)
-    args = (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
+    return (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
             workspace if workspace is not None else _NULL, ctypes.c_int32(rows))
-    kernel.launch(grid_size(config, grid_rows, num_sms), config.num_threads, config.smem_bytes, args,
-                  cluster=config.cluster_size)
-    if workspace is not None:
-        elements = rows * config.n
-        blocks = max(1, min(ceil_div(elements, 4 * 256), 8 * num_sms))
-        _reduce_kernel(config.k_splits).launch(blocks, 256, 0, (workspace, out2d, ctypes.c_int64(elements)))
 
 
-_reduce_kernels: dict[int, jit.Kernel] = {}
+class _SplitK:
+    """A split-K call: the GEMM into an FP32 workspace (one plane per K slice), then the reduction.
+
+    The workspace comes from torch's caching allocator on every call (under CUDA-graph capture, from
+    the graph's pool), so the GEMM's arguments are packed per call.
+    """
+
+    __slots__ = ("args", "kernel", "dims", "reduce", "reduce_dims", "shape", "elements")
+
+    def __init__(self, config: GemmConfig, args: tuple, kernel: jit.Kernel, grid: int, rows: int,
+                 num_sms: int):
+        self.args = args
+        self.kernel = kernel
+        self.dims = (grid, config.num_threads, config.smem_bytes, config.cluster_size)
+        self.shape = (config.k_splits, rows, config.n)
+        self.elements = rows * config.n
+        self.reduce = _reduce_kernel(config.k_splits)
+        self.reduce_dims = (max(1, min(ceil_div(self.elements, 4 * 256), 8 * num_sms)), 256, 0)
+
+    def __call__(self) -> None:
+        out = self.args[6]
+        workspace = torch.empty(self.shape, dtype=torch.float32, device=out.device)
+        grid, block, smem, cluster = self.dims
+        self.kernel.launch(grid, block, smem, (*self.args[:7], workspace, self.args[8]), cluster=cluster)
+        self.reduce.launch(*self.reduce_dims, (workspace, out, ctypes.c_int64(self.elements)))
 
 
-def _reduce_kernel(k_splits: int) -> jit.Kernel:
-    kernel = _reduce_kernels.get(k_splits)
-    if kernel is None:
-        kernel = jit.build(reduce_kernel_source(k_splits), reduce_kernel_name(k_splits))
-        _reduce_kernels[k_splits] = kernel
-    return kernel
+def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
+             sa: torch.Tensor, b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor,
+             grouped: torch.Tensor | None, rows: int, grid_rows: int, num_sms: int,
+             flags: tuple[str, ...] = ()):
+    """A callable that launches `config` on these tensors (see `_run` for the arguments)."""
+    kernel = kernel_for(config, flags)
+    grid = grid_size(config, grid_rows, num_sms)
+    args = _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows, None)
+    if config.k_splits > 1:
+        return _SplitK(config, args, kernel, grid, rows, num_sms)
+    return kernel.prepare(grid, config.num_threads, config.smem_bytes, args, cluster=config.cluster_size)
+
+
+# NOTES: the key holds the buffers' addresses and every size the maps and the config depend on, the
+# current device, the SM-count override and the config selector itself (tools swap it to force a
+# config). The tensors themselves are not kept: a Launch for freed buffers is never wrong, only
+# unused (a new tensor at the same address with the same sizes has the same maps). Bounded: a
+# workload that keeps allocating new buffers refills it from scratch.
+_MAX_LAUNCHES = 4096
+_launches: dict[tuple, object] = {}
+
+
+def _remember(key: tuple, launch) -> None:
+    if len(_launches) >= _MAX_LAUNCHES:
+        _launches.clear()
+    _launches[key] = launch
+
+
+def clear_launches() -> None:
+    """Forget every prepared launch (the next call of each problem prepares it again)."""
+    _launches.clear()
+
+
+def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int, sa: torch.Tensor,
+         b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor, grouped: torch.Tensor | None,
+         rows: int, grid_rows: int, num_sms: int, flags: tuple[str, ...] = ()) -> None:
+    """Launch an explicit config (for tools that force one): `a2d` ``[rows_a, k]`` and `b2d`
+    ``[rows_b, k]`` as 2D K-major views, `sa` read as the 2D map `sa_dims` with row stride `sa_stride`,
+    `out2d` the 2D output, `grouped` the m_indices / masked_m tensor or None, `rows` the kernel's row
+    count, `grid_rows` the rows the persistent grid is sized for."""
+    key = (config, flags, a2d.data_ptr(), sa.data_ptr(), b2d.data_ptr(), sb.data_ptr(), out2d.data_ptr(),
+           grouped.data_ptr() if grouped is not None else 0, a2d.shape[0], b2d.shape[0], out2d.shape[0],
+           sa_dims, sa_stride, rows, grid_rows, num_sms, _current_device())
+    launch = _launches.get(key)
+    if launch is None:
+        launch = _prepare(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows, grid_rows,
+                          num_sms, flags)
+        _remember(key, launch)
+    launch()
 
 
 def gemm_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
                out: torch.Tensor) -> None:
     m, k = a.shape
     n = b.shape[0]
-    check_supported_shape(n, k)
-    num_sms = get_num_sms()
-    config = select_config("dense", m, n, k, 1, num_sms)
-    kb = sa.shape[1]
-    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m, m, num_sms)
+    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(), m, n, k,
+           _current_device(), device._num_sms_override)
+    launch = _launches.get(key)
+    if launch is None:
+        check_supported_shape(n, k)
+        num_sms = get_num_sms()
+        config = select_config("dense", m, n, k, 1, num_sms)
+        launch = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m,
+                          m, num_sms)
+        _remember(key, launch)
+    launch()
 
 
 def gemm_contiguous(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
                     m_indices: torch.Tensor) -> None:
     m, k = a.shape
     g, n, _ = b.shape
-    check_supported_shape(n, k)
-    num_sms = get_num_sms()
-    config = select_config("contiguous", m, n, k, g, num_sms)
-    kb = sa.shape[1]
-    _run(config, a, (m, kb), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb, out, m_indices, m, m,
-         num_sms)
+    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(),
+           m_indices.data_ptr(), m, n, k, g, _current_device(), device._num_sms_override)
+    launch = _launches.get(key)
+    if launch is None:
+        check_supported_shape(n, k)
+        num_sms = get_num_sms()
+        config = select_config("contiguous", m, n, k, g, num_sms)
+        launch = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb,
+                          out, m_indices, m, m, num_sms)
+        _remember(key, launch)
+    launch()
 
 
 def gemm_masked(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
                 masked_m: torch.Tensor, expected_m: int) -> None:
     g, max_m, k = a.shape
     n = b.shape[1]
-    check_supported_shape(n, k)
-    num_sms = get_num_sms()
-    config = select_config("masked", expected_m, n, k, g, num_sms)
-    kb = sa.shape[2]
-    # sa [g, max_m, kb] with strides (aligned * kb, 1, aligned) is a 2D map of (max_m, g * kb).
-    _run(config, a.view(g * max_m, k), (max_m, g * kb), get_tma_aligned_size(max_m, 4), sa,
-         b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)
+    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(),
+           masked_m.data_ptr(), g, max_m, n, k, expected_m, _current_device(), device._num_sms_override)
+    launch = _launches.get(key)
+    if launch is None:
+        check_supported_shape(n, k)
+        num_sms = get_num_sms()
+        config = select_config("masked", expected_m, n, k, g, num_sms)
+        kb = sa.shape[2]
+        # sa [g, max_m, kb] with strides (aligned * kb, 1, aligned) is a 2D map of (max_m, g * kb).
+        launch = _prepare(config, a.view(g * max_m, k), (max_m, g * kb), get_tma_aligned_size(max_m, 4), sa,
+                          b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)
+        _remember(key, launch)
+    launch()

@@ -113,35 +113,3 @@ def test_each_config_gets_its_own_kernel_name_and_constants() -> None:
     assert f"kShapeN = {a.n};" in src and f"kBlockN = {a.block_n};" in src
     assert f"kSmemBytes = {a.smem_bytes};" in src and f"m64n{a.block_n}k32" in src
     assert f'extern "C" __global__ void __launch_bounds__({a.num_threads}, 1)\n{kernel_name(a)}(' in src
-
-
-def test_launch_plumbing_without_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gemm_dense -> _run hands the kernel its config's grid, block, smem and arguments in order
-    (kernel and tensor maps replaced by recorders: the real ones need a GPU)."""
-    import torch
-
-    launches = []
-
-    class FakeKernel:
-        def launch(self, grid, block, smem, args, cluster=1):
-            launches.append((grid, block, smem, args, cluster))
-
-    monkeypatch.setattr(launch, "kernel_for", lambda config, flags=(): FakeKernel())
-    monkeypatch.setattr(launch, "_reduce_kernel", lambda k_splits: FakeKernel())
-    monkeypatch.setattr(launch, "_tensor_map", lambda t, dims, strides, box, swizzle: ("map", dims, box))
-    monkeypatch.setattr(launch, "get_num_sms", lambda: 132)
-    m, n, k = 64, 2112, 7168
-    a = torch.zeros(m, k, dtype=torch.uint8)
-    sa = torch.zeros(k // 128, m).t()
-    b = torch.zeros(n, k, dtype=torch.uint8)
-    sb = torch.zeros(n // 128 + 1, k // 128)
-    out = torch.zeros(m, n, dtype=torch.bfloat16)
-    launch.gemm_dense(a, sa, b, sb, out)
-    config = select_config("dense", m, n, k, 1, 132)
-    assert config.k_splits > 1  # this shape takes split-K: GEMM then reduction
-    (grid, block, smem, args, cluster), reduce = launches
-    assert grid == grid_size(config, m, 132) and block == config.num_threads and smem == config.smem_bytes
-    assert cluster == config.cluster_size
-    assert args[0] == ("map", (k, m), (BLOCK_K, config.block_m)) and args[4] is sb and args[6] is out
-    assert args[7].shape == (config.k_splits, m, n) and args[8].value == m
-    assert reduce[3][0] is args[7] and reduce[3][1] is out and reduce[3][2].value == m * n

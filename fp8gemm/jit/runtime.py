@@ -1,10 +1,16 @@
 """Loading cubins with the CUDA driver and launching them on torch's current stream.
 
 A Kernel keeps one CUfunction per device (loaded on first use there) and launches it with
-cuLaunchKernelEx, with a cluster dimension when asked. The launch path is built for low host
-overhead: launch configurations are cached per (device, grid, block, smem, cluster, stream), and
-arguments are packed into a per-thread array of addresses that is reused between calls, so no
-cuda-bindings object is created per launch.
+cuLaunchKernelEx, with a cluster dimension when asked. Two ways to launch:
+
+- ``kernel.launch(grid, block, smem, args)``: any arguments, packed on every call into a per-thread
+  array of addresses that is reused, so no cuda-bindings object is created per launch.
+- ``launch = kernel.prepare(grid, block, smem, args)`` then ``launch()``: the arguments are checked and
+  packed once, into memory the `Launch` owns; a call looks up the current device and stream and
+  calls the driver, nothing else. This is the GEMMs' hot path (`fp8gemm.launch`).
+
+Launch configurations (grid, block, shared memory, cluster, stream) are cached by the Kernel that
+uses them, the only cache here besides the loaded functions.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ import threading
 import torch
 
 from .artifacts import CompiledKernel
+from .driver import driver as _driver
+from .driver import ensure_context, max_dynamic_smem
 from .errors import check
 from .tma import TensorMap
+
+__all__ = ["Kernel", "Launch", "load", "ensure_context", "max_dynamic_smem"]
 
 # c_int64 is c_long on Linux; the long long spellings are accepted too. The size is checked
 # against the kernel's parameter, so a wrong width is an error rather than garbage.
@@ -26,74 +36,11 @@ _scalar_sizes = {t: ctypes.sizeof(t) for t in _SCALARS}
 _TENSOR_MAP_BYTES = 128
 _MAX_CACHED_CONFIGS = 512
 
-_init_lock = threading.Lock()
-_initialized = False
-_smem_optin: dict[int, int] = {}
-
-
-def _driver():
-    from cuda.bindings import driver
-
-    return driver
-
-
-def _init_driver() -> None:
-    global _initialized
-    if _initialized:
-        return
-    with _init_lock:
-        if not _initialized:
-            (err,) = _driver().cuInit(0)
-            check(err, "cuInit")
-            _initialized = True
-
-
-def ensure_context(device: int | None = None) -> int:
-    """Make the primary context of `device` (default: torch's current device) current in this
-    thread, unless it already is, and return the device index. torch uses the primary context too,
-    so kernels loaded here share memory and streams with torch."""
-    cu = _driver()
-    _init_driver()
-    if device is None:
-        device = torch.cuda.current_device()
-    err, ctx = cu.cuCtxGetCurrent()
-    check(err, "cuCtxGetCurrent")
-    if int(ctx) != 0:
-        err, current = cu.cuCtxGetDevice()
-        if not err and int(current) == device:
-            return device
-    err, dev = cu.cuDeviceGet(device)
-    check(err, f"cuDeviceGet({device})")
-    err, primary = cu.cuDevicePrimaryCtxRetain(dev)  # held for the process lifetime, like torch's
-    check(err, f"cuDevicePrimaryCtxRetain({device})")
-    (err,) = cu.cuCtxSetCurrent(primary)
-    check(err, "cuCtxSetCurrent")
-    return device
-
-
-def max_dynamic_smem(device: int) -> int:
-    """CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN of a device (232448 on H100/H200)."""
-    if device not in _smem_optin:
-        cu = _driver()
-        err, dev = cu.cuDeviceGet(device)
-        check(err, f"cuDeviceGet({device})")
-        attr = cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-        err, value = cu.cuDeviceGetAttribute(attr, dev)
-        check(err, "cuDeviceGetAttribute(MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
-        _smem_optin[device] = int(value)
-    return _smem_optin[device]
-
-
-def _current_device() -> int:
-    return torch.cuda.current_device()
-
-
-def _current_stream_fn():
-    # torch._C._cuda_getCurrentRawStream skips building a torch.cuda.Stream object (~1 us).
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if raw is not None:
-        return raw
-    return lambda device: torch.cuda.current_stream(device).cuda_stream
+# torch's current device and raw stream handle without building Python objects (each ~1 us less
+# than torch.cuda.current_device() / torch.cuda.current_stream()).
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
+    lambda device: torch.cuda.current_stream(device).cuda_stream)
 
 
 def _stream_handle(stream) -> int:
@@ -130,21 +77,13 @@ class Kernel:
         self._smem_set: dict[int, int] = {}  # device -> dynamic smem limit already raised to
         self._non_portable: set[int] = set()
         self._configs: dict[tuple, object] = {}
-        self._attrs: list[object] = []  # launch attributes referenced by cached configs
+        self._attrs: dict[tuple, object] = {}  # launch attributes the cached configs point to
         self._tls = threading.local()
-        self._raw_stream = _current_stream_fn()
 
     def __repr__(self) -> str:
         return f"Kernel({self.name!r}, devices={sorted(self._functions)})"
 
     # -- loading --------------------------------------------------------------------------------
-
-    def function(self, device: int):
-        """The CUfunction on `device`, loading the module there on first use."""
-        fn = self._functions.get(device)
-        if fn is None:
-            fn = self._load(device)
-        return fn
 
     def _load(self, device: int):
         cu = _driver()
@@ -218,7 +157,7 @@ class Kernel:
             attr.value.clusterDim.x, attr.value.clusterDim.y, attr.value.clusterDim.z = cluster, 1, 1
             cfg.attrs = [attr]
             cfg.numAttrs = 1
-            self._attrs.append(attr)
+            self._attrs[key] = attr
         else:
             cfg.numAttrs = 0
         self._configs[key] = cfg
@@ -231,31 +170,26 @@ class Kernel:
         buf = buffers.get(n)
         if buf is None:
             buf = buffers[n] = _ArgBuffer(n)
-        if sizes is not None and len(sizes) != n:
-            raise TypeError(f"{self.name} takes {len(sizes)} arguments, got {n}")
-        ptrs, slots, slot_addrs = buf.ptrs, buf.slots, buf.slot_addrs
-        for i, a in enumerate(args):
-            cls = type(a)
-            if cls is TensorMap:
-                ptrs[i] = a.address
-                size = _TENSOR_MAP_BYTES
-            elif cls in _scalar_sizes:
-                ptrs[i] = ctypes.addressof(a)
-                size = _scalar_sizes[cls]
-            elif isinstance(a, torch.Tensor):
-                slots[i] = a.data_ptr()
-                ptrs[i] = slot_addrs[i]
-                size = 8
-            else:
-                raise TypeError(
-                    f"{self.name} argument {i}: expected a TensorMap, a torch.Tensor or a ctypes scalar "
-                    f"(c_int32, c_uint32, c_int64, c_uint64, c_float), got {cls.__name__}")
-            if sizes is not None and sizes[i] != size:
-                raise TypeError(f"{self.name} argument {i}: the kernel's parameter is {sizes[i]} bytes, "
-                                f"the {cls.__name__} given is {size}")
+        _fill(buf, args, sizes, self.name)
         return buf.ptrs_addr
 
     # -- launching --------------------------------------------------------------------------------
+
+    def _setup(self, device: int, grid: int, block: int, smem_bytes: int, cluster: int, stream: int):
+        """(CUfunction, CUlaunchConfig) for a launch on `device`: loads the function and raises its
+        shared-memory limit the first time, and builds the launch configuration once per key."""
+        fn = self._functions.get(device)
+        if fn is None:
+            fn = self._load(device)
+        if smem_bytes > self._smem_set.get(device, 0):
+            self._raise_smem_limit(device, fn, smem_bytes)
+        if cluster > 8 and device not in self._non_portable:
+            self._allow_non_portable_cluster(device, fn)
+        key = (device, grid, block, smem_bytes, cluster, stream)
+        cfg = self._configs.get(key)
+        if cfg is None:
+            cfg = self._make_config(key)
+        return fn, cfg
 
     def launch(self, grid: int, block: int, smem_bytes: int, args, *, cluster: int = 1, stream=None) -> None:
         """Launch on `stream` (default: torch's current stream of the current device).
@@ -266,24 +200,29 @@ class Kernel:
         loaded on the device (launch it once before capturing, as with any lazily built kernel).
         """
         device = _current_device()
-        fn = self._functions.get(device)
-        if fn is None:
-            fn = self._load(device)
-        if smem_bytes > self._smem_set.get(device, 0):
-            self._raise_smem_limit(device, fn, smem_bytes)
-        if cluster > 8 and device not in self._non_portable:
-            self._allow_non_portable_cluster(device, fn)
-        handle = self._raw_stream(device) if stream is None else _stream_handle(stream)
-        key = (device, grid, block, smem_bytes, cluster, handle)
-        cfg = self._configs.get(key)
-        if cfg is None:
-            cfg = self._make_config(key)
+        handle = _raw_stream(device) if stream is None else _stream_handle(stream)
+        fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
         params = self._pack(args, self._param_sizes[device])
         (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
         if err:
-            self._launch_failed(err, device, key, cfg, fn, params)
+            self._launch_failed(err, device, cfg, fn, params)
 
-    def _launch_failed(self, err, device: int, key: tuple, cfg, fn, params: int) -> None:
+    def prepare(self, grid: int, block: int, smem_bytes: int, args, *, cluster: int = 1) -> Launch:
+        """A `Launch` of this kernel with these fixed arguments, for calling many times.
+
+        The arguments are checked against the kernel's parameters and packed now, on the current
+        device (the kernel is loaded there if needed). Tensors are passed by their address at this
+        moment: the Launch holds no reference to them, so it must not outlive their memory.
+        """
+        device = _current_device()
+        fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, _raw_stream(device))
+        buf = _ArgBuffer(len(args))
+        _fill(buf, args, self._param_sizes[device], self.name, own_scalars=True)
+        keep = (self._attrs.get((device, grid, block, smem_bytes, cluster, int(cfg.hStream))),
+                *(a for a in args if type(a) is TensorMap))
+        return Launch(self, device, fn, cfg, (grid, block, smem_bytes, cluster), buf, keep)
+
+    def _launch_failed(self, err, device: int, cfg, fn, params: int) -> None:
         cu = _driver()
         if err == cu.CUresult.CUDA_ERROR_INVALID_CONTEXT:
             # A thread where no context is current yet (torch sets it lazily): set it, retry once.
@@ -291,9 +230,78 @@ class Kernel:
             (err,) = cu.cuLaunchKernelEx(cfg, fn, params, 0)
             if not err:
                 return
-        _device, grid, block, smem, cluster, stream = key
-        check(err, f"cuLaunchKernelEx({self.name}, grid={grid}, block={block}, smem={smem}, "
-                   f"cluster={cluster}, stream={stream:#x})")
+        check(err, f"cuLaunchKernelEx({self.name}, grid={cfg.gridDimX}, block={cfg.blockDimX}, "
+                   f"smem={cfg.sharedMemBytes}, stream={int(cfg.hStream):#x})")
+
+
+def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_scalars: bool = False) -> None:
+    """Point ``buf.ptrs[i]`` at argument i: a tensor map's bytes, a tensor's address (kept in a slot),
+    a ctypes scalar (the caller's object, or with ``own_scalars`` a copy in a slot)."""
+    n = len(args)
+    if sizes is not None and len(sizes) != n:
+        raise TypeError(f"{name} takes {len(sizes)} arguments, got {n}")
+    ptrs, slots, slot_addrs = buf.ptrs, buf.slots, buf.slot_addrs
+    for i, a in enumerate(args):
+        cls = type(a)
+        if cls is TensorMap:
+            ptrs[i] = a.address
+            size = _TENSOR_MAP_BYTES
+        elif cls in _scalar_sizes:
+            size = _scalar_sizes[cls]
+            if own_scalars:
+                slots[i] = 0
+                ctypes.memmove(slot_addrs[i], ctypes.addressof(a), size)
+                ptrs[i] = slot_addrs[i]
+            else:
+                ptrs[i] = ctypes.addressof(a)
+        elif isinstance(a, torch.Tensor):
+            slots[i] = a.data_ptr()
+            ptrs[i] = slot_addrs[i]
+            size = 8
+        else:
+            raise TypeError(
+                f"{name} argument {i}: expected a TensorMap, a torch.Tensor or a ctypes scalar "
+                f"(c_int32, c_uint32, c_int64, c_uint64, c_float), got {cls.__name__}")
+        if sizes is not None and sizes[i] != size:
+            raise TypeError(f"{name} argument {i}: the kernel's parameter is {sizes[i]} bytes, "
+                            f"the {cls.__name__} given is {size}")
+
+
+class Launch:
+    """One kernel with fixed launch dimensions and fixed, pre-packed arguments (`Kernel.prepare`).
+
+    ``launch()`` puts it on torch's current stream. It remembers the configuration of the last
+    stream it ran on; another stream or device goes through the Kernel's configuration cache.
+    Immutable after construction, so threads may share it.
+    """
+
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_buf", "_params", "_keep")
+
+    def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int, int],
+                 buf: _ArgBuffer, keep: tuple):
+        self.kernel = kernel
+        self.device = device
+        self._fn = fn
+        self._cfg = cfg
+        self._stream = int(cfg.hStream)
+        self._dims = dims
+        self._buf = buf  # owns the packed arguments
+        self._params = buf.ptrs_addr
+        self._keep = keep  # what the config and the arguments point into: cluster attribute, tensor maps
+
+    def __call__(self) -> None:
+        device = _current_device()
+        stream = _raw_stream(device)
+        if stream == self._stream and device == self.device:
+            fn, cfg = self._fn, self._cfg
+        else:
+            if device != self.device:
+                raise RuntimeError(f"{self.kernel.name}: prepared on cuda:{self.device}, launched with "
+                                   f"cuda:{device} current")
+            fn, cfg = self.kernel._setup(device, *self._dims, stream)
+        (err,) = _driver().cuLaunchKernelEx(cfg, fn, self._params, 0)
+        if err:
+            self.kernel._launch_failed(err, device, cfg, fn, self._params)
 
 
 _kernels: dict[tuple[str, bytes], Kernel] = {}

@@ -11,6 +11,7 @@ import ctypes
 
 import torch
 
+from .driver import driver, ensure_context
 from .errors import check
 
 _MAP_BYTES = 128
@@ -171,10 +172,7 @@ def make_tensor_map(
         tensor, box, swizzle_bytes=swizzle_bytes, dims=dims, strides=strides)
     if not tensor.is_cuda:
         raise ValueError(f"tensor must be on a CUDA device, got {tensor.device}")
-    from cuda.bindings import driver as cu
-
-    from .runtime import ensure_context
-
+    cu = driver()
     ensure_context(tensor.device.index)
     swizzle = {
         0: cu.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_NONE,

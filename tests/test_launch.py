@@ -1,0 +1,138 @@
+"""The launch layer on the CPU, with the kernel and the tensor maps replaced by recorders: the kernel
+gets its config's grid, block, shared memory and arguments in order; a repeat call reuses the
+prepared launch; new buffers, a new SM count or a swapped config selector prepare a new one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from fp8gemm import device, launch
+from fp8gemm.config import BLOCK_K, grid_size, select_config
+
+M, N, K = 64, 2112, 7168
+
+
+class FakeKernel:
+    def __init__(self, log: list) -> None:
+        self.log = log
+
+    def launch(self, grid, block, smem, args, cluster=1):
+        self.log.append(("launch", grid, block, smem, args, cluster))
+
+    def prepare(self, grid, block, smem, args, cluster=1):
+        self.log.append(("prepare", grid, block, smem, args, cluster))
+        return lambda: self.log.append(("call", args))
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> list:
+    records: list = []
+    kernel = FakeKernel(records)
+    monkeypatch.setattr(launch, "kernel_for", lambda config, flags=(): kernel)
+    monkeypatch.setattr(launch, "_reduce_kernel", lambda k_splits: kernel)
+    monkeypatch.setattr(launch, "_tensor_map", lambda t, dims, strides, box, swizzle: ("map", dims, box))
+    monkeypatch.setattr(launch, "_current_device", lambda: 0)
+    monkeypatch.setattr(launch, "get_num_sms", lambda: 132)
+    monkeypatch.setattr(device, "_num_sms_override", None)
+    launch.clear_launches()
+    yield records
+    launch.clear_launches()
+
+
+def _dense(m: int = M):
+    a = torch.zeros(m, K, dtype=torch.uint8)
+    sa = torch.zeros(K // 128, m).t()
+    b = torch.zeros(N, K, dtype=torch.uint8)
+    sb = torch.zeros(N // 128 + 1, K // 128)
+    out = torch.zeros(m, N, dtype=torch.bfloat16)
+    return a, sa, b, sb, out
+
+
+def _force(monkeypatch: pytest.MonkeyPatch, **changes) -> object:
+    config = dataclasses.replace(select_config("dense", M, N, K, 1, 132), **changes)
+    monkeypatch.setattr(launch, "select_config", lambda *args, **kwargs: config)
+    return config
+
+
+def test_dense_arguments_and_dimensions(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _force(monkeypatch, k_splits=1, multicast="none")
+    a, sa, b, sb, out = _dense()
+    launch.gemm_dense(a, sa, b, sb, out)
+    (kind, grid, block, smem, args, cluster), call = log
+    assert kind == "prepare" and call[0] == "call"
+    assert grid == grid_size(config, M, 132) and block == config.num_threads and smem == config.smem_bytes
+    assert cluster == config.cluster_size == 1
+    assert args[0] == ("map", (K, M), (BLOCK_K, config.block_m))
+    assert args[1] == ("map", (K, N), (BLOCK_K, config.block_n))
+    assert args[2] == ("map", (M, K // 128), (config.block_m, 1))
+    assert args[3] == ("map", (N, M), (config.store_slab_cols, 64))
+    assert args[4] is sb and args[6] is out
+    assert args[5].value == 0 and args[7].value == 0  # no m_indices / masked_m, no workspace
+    assert args[8].value == M
+
+
+def test_multicast_halves_the_shared_operand_box(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _force(monkeypatch, k_splits=1, multicast="b")
+    launch.gemm_dense(*_dense())
+    args, cluster = log[0][4], log[0][5]
+    assert cluster == 2
+    assert args[0][2] == (BLOCK_K, config.block_m) and args[1][2] == (BLOCK_K, config.block_n // 2)
+
+
+def test_repeat_calls_reuse_the_prepared_launch(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    _force(monkeypatch, k_splits=1)
+    a, sa, b, sb, out = _dense()
+    for _ in range(3):
+        launch.gemm_dense(a, sa, b, sb, out)
+    assert [r[0] for r in log] == ["prepare", "call", "call", "call"]
+    # Another output buffer: new addresses in the tensor maps, so a new launch.
+    launch.gemm_dense(a, sa, b, sb, torch.zeros_like(out))
+    assert [r[0] for r in log[4:]] == ["prepare", "call"]
+    # Fewer rows in the same buffers (a view): the maps' sizes change, so a new launch too.
+    launch.gemm_dense(a[:32], sa[:32], b, sb, out[:32])
+    assert [r[0] for r in log[6:]] == ["prepare", "call"] and log[6][4][8].value == 32
+
+
+def test_sm_count_and_config_selector_are_part_of_the_key(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    tensors = _dense()
+    _force(monkeypatch, k_splits=1)
+    launch.gemm_dense(*tensors)
+    monkeypatch.setattr(device, "_num_sms_override", 66)  # what set_num_sms(66) leaves
+    launch.gemm_dense(*tensors)
+    _force(monkeypatch, k_splits=1, block_n=128)  # a tool forcing another config
+    launch.gemm_dense(*tensors)
+    assert [r[0] for r in log] == ["prepare", "call"] * 3
+
+
+def test_split_k_runs_the_gemm_then_the_reduction(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _force(monkeypatch, k_splits=2, multicast="none")
+    a, sa, b, sb, out = _dense()
+    launch.gemm_dense(a, sa, b, sb, out)
+    (kind, grid, block, smem, args, cluster), reduce = log
+    assert kind == "launch" and grid == grid_size(config, M, 132) and block == config.num_threads
+    workspace = args[7]
+    assert workspace.shape == (2, M, N) and workspace.dtype == torch.float32
+    assert reduce[4][0] is workspace and reduce[4][1] is out and reduce[4][2].value == M * N
+
+
+def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    g, max_m, n, k = 4, 96, 256, 512
+    config = dataclasses.replace(select_config("masked", 32, n, k, g, 132), k_splits=1)
+    monkeypatch.setattr(launch, "select_config", lambda *args, **kwargs: config)
+    aligned = 96
+    a = torch.zeros(g, max_m, k, dtype=torch.uint8)
+    sa = torch.zeros(g, k // 128, aligned).transpose(1, 2)
+    b = torch.zeros(g, n, k, dtype=torch.uint8)
+    sb = torch.zeros(g, n // 128, k // 128)
+    out = torch.zeros(g, max_m, n, dtype=torch.bfloat16)
+    masked_m = torch.zeros(g, dtype=torch.int32)
+    launch.gemm_masked(a, sa, b, sb, out, masked_m, 32)
+    args = log[0][4]
+    half = 2 if config.multicast == "a" else 1
+    assert args[0] == ("map", (k, g * max_m), (BLOCK_K, config.block_m // half))
+    assert args[2] == ("map", (max_m, g * (k // 128)), (config.block_m, 1))
+    assert args[5] is masked_m and args[8].value == max_m
+    assert log[0][1] == grid_size(config, g * max_m, 132)

@@ -29,15 +29,17 @@ sys.path.insert(0, str(REPO))
 from fp8gemm.codegen import kernel_name, kernel_source  # noqa: E402
 from fp8gemm.config import GemmConfig, select_config  # noqa: E402
 
-# NOTES: set from what the lean main loop reaches (2026-11-29): 128x128 x2 chains 97 instr/chain,
-# 128x192 ~130; the old loop took 168-223. Budgets leave a little room for ptxas's scheduling.
+# NOTES: set from what the lean main loop reaches (2026-11-29, ptxas of NVRTC 13): 256x128 (two
+# chains per warpgroup) 97 instructions per chain, 33 not FFMA (the reference kernel: 97 / 33);
+# 128-row tiles 82-151 per chain, 45-68 not FFMA (one chain carries the whole K block's overhead);
+# the old loop took 168-223 / 104-143. Budgets leave a little room for ptxas's scheduling.
 BUDGETS = {
-    "instr_per_chain_over_ffma": 40,   # non-FFMA instructions per chain and K block
-    "non_ffma_wait_to_issue": 40,      # from a wgmma wait to the next QGMMA, FFMA not counted
+    "non_ffma_per_chain": {1: 70, 2: 40},   # by chains per K block (1: BLOCK_M <= 128, 2: 256)
+    "non_ffma_wait_to_issue": 50,           # from a wgmma wait to the next QGMMA, FFMA not counted
     "s2r": 0,
     "generic_ld_st": 0,
-    "r2ur": 0,
-    "mbarrier_waits": 1,               # one full-barrier wait per K block
+    "r2ur": 4,
+    "mbarrier_waits": 1,                    # one full-barrier wait per K block
     "spill_bytes": 0,
 }
 
@@ -159,12 +161,14 @@ def budget_violations(rep: KernelReport) -> list[str]:
         bad.append(f"spills {rep.spill_bytes} B")
     for s in rep.loops:
         checks = {
-            "instr_per_chain_over_ffma": s.non_ffma_per_chain,
-            "non_ffma_wait_to_issue": s.non_ffma_wait_to_issue,
-            "s2r": s.s2r, "generic_ld_st": s.generic_ld_st, "r2ur": s.r2ur,
-            "mbarrier_waits": s.mbarrier_waits,
+            "non_ffma_per_chain": (s.non_ffma_per_chain, BUDGETS["non_ffma_per_chain"][min(s.chains, 2)]),
+            "non_ffma_wait_to_issue": (s.non_ffma_wait_to_issue, BUDGETS["non_ffma_wait_to_issue"]),
+            "s2r": (s.s2r, BUDGETS["s2r"]),
+            "generic_ld_st": (s.generic_ld_st, BUDGETS["generic_ld_st"]),
+            "r2ur": (s.r2ur, BUDGETS["r2ur"]),
+            "mbarrier_waits": (s.mbarrier_waits, BUDGETS["mbarrier_waits"]),
         }
-        bad += [f"{key} {value} > {BUDGETS[key]}" for key, value in checks.items() if value > BUDGETS[key]]
+        bad += [f"{key} {value} > {limit}" for key, (value, limit) in checks.items() if value > limit]
     return sorted(set(bad))
 
 

@@ -1,19 +1,22 @@
 """Small GEMMs for compute-sanitizer (memcheck, racecheck, synccheck): every layout, a 2-CTA
-cluster with TMA multicast, and split-K. Exits non-zero if any result is wrong.
+cluster with TMA multicast, split-K, and forced tiles the heuristics pick only for large problems
+(BLOCK_M 256 with two chains per warpgroup, BLOCK_N 192, B multicast on the grouped layouts, with
+pairs of M blocks that belong to different experts). Exits non-zero if any result is wrong.
 
     compute-sanitizer --tool racecheck python tools/sanitize_check.py
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import torch
 
 import fp8gemm
 from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
-from fp8gemm import reference
-from fp8gemm.config import select_config
+from fp8gemm import launch, reference
+from fp8gemm.config import _store_slab_cols, max_stages, select_config
 
 
 def dense(m: int, n: int, k: int) -> float:
@@ -21,6 +24,44 @@ def dense(m: int, n: int, k: int) -> float:
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
     fp8gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
     return calc_diff(out, reference.gemm_nt(x.a, x.sa, x.b, x.sb))
+
+
+def forced(bm: int, bn: int, multicast: str):
+    """A config selector that returns the heuristics' pick with these tiles (swapped into launch)."""
+    def select(layout, m, n, k, groups=1, num_sms=132):
+        base = select_config(layout, m, n, k, groups, num_sms)
+        return dataclasses.replace(base, block_m=bm, block_n=bn, multicast=multicast, k_splits=1,
+                                   stages=max_stages(bm, bn), store_slab_cols=_store_slab_cols(bn))
+    return select
+
+
+def forced_tiles() -> float:
+    worst = 0.0
+    original = launch.select_config
+    try:
+        launch.select_config = forced(256, 128, "a")
+        worst = max(worst, dense(512, 512, 384))
+        launch.select_config = forced(128, 192, "b")
+        worst = max(worst, dense(384, 576, 384))
+        for tiles in [(128, 192, "b"), (128, 128, "a")]:
+            launch.select_config = forced(*tiles)
+            x = make_contiguous_inputs([100, 0, 200, 130, 1], 384, 256)
+            out = torch.full((x.a.shape[0], 384), float("nan"), dtype=torch.bfloat16, device="cuda")
+            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
+            ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+            valid = x.m_indices >= 0
+            assert out[~valid].isnan().all(), "padding rows were written"
+            worst = max(worst, calc_diff(out[valid], ref[valid]))
+            y = make_masked_inputs([30, 0, 130, 129], 256, 384, 256)
+            out = torch.full((4, 256, 384), float("nan"), dtype=torch.bfloat16, device="cuda")
+            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 128)
+            ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
+            rows = torch.arange(256, device="cuda")[None, :] < y.masked_m[:, None]
+            assert out[~rows].isnan().all(), "rows past masked_m were written"
+            worst = max(worst, calc_diff(out[rows], ref[rows]))
+    finally:
+        launch.select_config = original
+    return worst
 
 
 def main() -> int:
@@ -45,6 +86,8 @@ def main() -> int:
     ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
     rows = torch.arange(192, device="cuda")[None, :] < y.masked_m[:, None]
     worst = max(worst, calc_diff(out[rows], ref[rows]))
+    fp8gemm.set_num_sms(8)
+    worst = max(worst, forced_tiles())
     torch.cuda.synchronize()
     print(f"worst diff vs reference: {worst:.2e}")
     return 0 if worst < 1e-5 else 1

@@ -5,8 +5,9 @@ output BF16. Dense, M-grouped contiguous and M-grouped masked GEMMs; kernels are
 """
 
 from . import ops  # noqa: F401  (registers torch.ops.fp8gemm.*; no CUDA work at import)
-from .device import get_num_sms, set_num_sms
+from .device import UnsupportedGPUError, get_num_sms, set_num_sms
 from .gemm import (
+    check_contiguous_layout,
     fp8_gemm_nt,
     gemm_fp8_fp8_bf16_nt,
     m_grouped_fp8_gemm_nt_contiguous,
@@ -36,6 +37,8 @@ __all__ = [
     "get_tma_aligned_size",
     "get_col_major_tma_aligned_tensor",
     "get_m_alignment_for_contiguous_layout",
+    "check_contiguous_layout",
+    "UnsupportedGPUError",
     "per_token_cast_to_fp8",
     "per_block_cast_to_fp8",
     "ops",

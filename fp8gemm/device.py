@@ -6,11 +6,20 @@ heuristics and JIT compilation can be exercised on CPU-only CI.
 
 from __future__ import annotations
 
+import operator
 from functools import cache
 
 import torch
 
-__all__ = ["set_num_sms", "get_num_sms", "is_sm90_available", "max_shared_memory_per_block"]
+__all__ = [
+    "set_num_sms",
+    "get_num_sms",
+    "is_sm90_available",
+    "is_sm90",
+    "require_sm90",
+    "UnsupportedGPUError",
+    "max_shared_memory_per_block",
+]
 
 # H200 (and H100 SXM) figures, used when no GPU is present.
 _DEFAULT_NUM_SMS = 132
@@ -38,8 +47,12 @@ def set_num_sms(num_sms: int) -> None:
         num_sms: a positive int; on a machine with a GPU, at most the current device's SM count.
     """
     global _num_sms_override
-    if isinstance(num_sms, bool) or not isinstance(num_sms, int):
+    if isinstance(num_sms, (bool, torch.Tensor)):
         raise TypeError(f"num_sms: expected an int, got {type(num_sms).__name__}")
+    try:
+        num_sms = operator.index(num_sms)  # int, numpy integers, anything with __index__
+    except TypeError:
+        raise TypeError(f"num_sms: expected an int, got {type(num_sms).__name__}") from None
     available = _device_num_sms()
     if num_sms <= 0 or (available is not None and num_sms > available):
         limit = f"1..{available}" if available is not None else "a positive int"
@@ -59,6 +72,54 @@ def get_num_sms() -> int:
 def is_sm90_available() -> bool:
     """Whether the current CUDA device is a Hopper GPU (compute capability 9.0), the kernels' target."""
     return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+class UnsupportedGPUError(RuntimeError):
+    """The GPU is not a Hopper (sm_90) GPU: fp8gemm's CUDA kernels cannot run on it."""
+
+
+_GENERATIONS = {7: "Volta/Turing", 8: "Ampere/Ada", 10: "Blackwell", 11: "Blackwell", 12: "Blackwell"}
+
+
+@cache
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
+def is_sm90(device: torch.device | int | None = None) -> bool:
+    """Whether `device` (default: the current CUDA device) is a Hopper GPU. Cached per device: cheap."""
+    if not torch.cuda.is_available():
+        return False
+    index = _index(device)
+    return _capability(index) == (9, 0)
+
+
+def _index(device: torch.device | int | None) -> int:
+    if device is None:
+        return torch.cuda.current_device()
+    if isinstance(device, int):
+        return device
+    device = torch.device(device)
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def require_sm90(device: torch.device | int | None = None) -> None:
+    """Raise `UnsupportedGPUError` unless `device` is a Hopper (sm_90) GPU.
+
+    The GEMMs call this before anything is compiled or loaded, so that an A100, an Ada or a Blackwell
+    card gets this message instead of a driver error from deep inside the module loader.
+    """
+    index = _index(device)
+    if _capability(index) == (9, 0):
+        return
+    major, minor = _capability(index)
+    name = torch.cuda.get_device_name(index)
+    generation = _GENERATIONS.get(major, "not Hopper")
+    raise UnsupportedGPUError(
+        f"cuda:{index} is {name} (sm_{major}{minor}, {generation}): fp8gemm's CUDA kernels need an sm_90 "
+        "(Hopper: H100, H800, H200, H20) GPU. CPU tensors still work, through the (slow) reference "
+        "implementation."
+    )
 
 
 def max_shared_memory_per_block() -> int:

@@ -5,16 +5,23 @@ CUDA tensors go to the JIT-compiled Hopper kernels through `fp8gemm.launch`, aft
 the TMA-aligned column-major layout the kernels read (a copy when it is row-major: pass it through
 `get_col_major_tma_aligned_tensor` once yourself to avoid that per call).
 
-Each function writes into ``out`` and returns None; on CUDA the work is queued on torch's current stream.
+Each function writes into ``out`` and returns None. On CUDA the work runs on the tensors' device (not
+necessarily torch's current one) and is queued on that device's current stream.
+
+Two spellings of each GEMM: the established names (``gemm_fp8_fp8_bf16_nt(lhs, rhs, out)`` & co.) and
+the newer ones (``fp8_gemm_nt(a, b, d, c=None, recipe=None, compiled_dims="nk",
+disable_ue8m0_cast=False)`` & co.), which take the newer keyword arguments too.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 
-from . import reference, validate
+from . import env, reference, validate
+from .device import require_sm90
 from .layout import get_col_major_tma_aligned_tensor
 
 __all__ = [
@@ -24,9 +31,11 @@ __all__ = [
     "fp8_gemm_nt",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_masked",
+    "check_contiguous_layout",
 ]
 
 TensorPair = tuple[torch.Tensor, torch.Tensor]
+check_contiguous_layout = validate.check_contiguous_layout
 
 
 def _launcher(name: str) -> Callable[..., None]:
@@ -42,6 +51,18 @@ def _launcher(name: str) -> Callable[..., None]:
     return fn
 
 
+def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make `device` torch's current device for the launch: the kernel is loaded in its context and
+    queued on its current stream, the SM count and scratch memory are its own."""
+    return torch.cuda.device(device)
+
+
+def _cuda(name: str, device: torch.device, *args: object) -> None:
+    require_sm90(device)  # before anything is compiled or loaded
+    with _on_device(device):
+        _launcher(name)(*args)
+
+
 def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) -> None:
     """Dense FP8 GEMM ``out = A @ B^T`` with 1x128 activation and 128x128 weight scales.
 
@@ -52,7 +73,12 @@ def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) ->
             ``[ceil(n/128), ceil(k/128)]`` contiguous.
         out: bfloat16 ``[m, n]`` contiguous (n % 8 == 0), overwritten.
 
-    All tensors on one device. Semantics: `fp8gemm.reference.gemm_nt_reference`.
+    All tensors on one device; ``a``, ``b``, ``out`` (and a TMA-aligned ``sa``) start at 16-byte
+    aligned addresses. Semantics: `fp8gemm.reference.gemm_nt_reference`.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+        fp8gemm.device.UnsupportedGPUError: CUDA tensors on a GPU that is not sm_90 (Hopper).
     """
     (a, sa, b, sb), aligned = validate.check_cached(validate.check_dense, lhs, rhs, out)
     if a.shape[0] == 0:
@@ -62,11 +88,12 @@ def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) ->
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
-    _launcher("gemm_dense")(a, sa, b, sb, out)
+    _cuda("gemm_dense", out.device, a, sa, b, sb, out)
 
 
 def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
-    lhs: TensorPair, rhs: TensorPair, out: torch.Tensor, m_indices: torch.Tensor
+    lhs: TensorPair, rhs: TensorPair, out: torch.Tensor, m_indices: torch.Tensor, *,
+    groups_aligned: bool = True,
 ) -> None:
     """M-grouped FP8 GEMM (MoE prefill): groups of rows concatenated along M, one B per group.
 
@@ -76,12 +103,27 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
         rhs: ``(b, sb)``: b float8_e4m3fn ``[g, n, k]`` contiguous; sb float32
             ``[g, ceil(n/128), ceil(k/128)]``.
         out: bfloat16 ``[M, n]`` contiguous; rows whose index is -1 are left untouched.
-        m_indices: int32 ``[M]``: the group of each row, or -1 for a padding row. Each group's rows
-            start at a multiple of `get_m_alignment_for_contiguous_layout()` (128).
+        m_indices: int32 ``[M]``: the group of each row, in ``[0, g)``, or -1 for a padding row.
+        groups_aligned: whether ``m_indices`` has the aligned layout: each group's rows start at a
+            multiple of `get_m_alignment_for_contiguous_layout()` (128), with -1 padding only after
+            them (exactly: `fp8gemm.validate.contiguous_layout_problem`). That is the fast path, and
+            the GPU never reads ``m_indices`` on the host for it. ``False`` accepts any layout
+            (rows of a group anywhere, in any order): on the GPU the rows are regrouped first
+            (`fp8gemm.contiguous`; scratch memory, a few gathers, still no synchronization).
+
+    Values of ``m_indices``: on CPU tensors they are always checked; ids outside ``[-1, g)`` raise
+    ``ValueError``, and so does an unaligned layout with ``groups_aligned=True`` (the GPU would leave
+    rows unwritten). On CUDA they are checked the same way only with ``FP8GEMM_CHECK_INPUTS=1``
+    (reading them synchronizes); unchecked, rows with an out-of-range id are left untouched, like -1
+    rows, and an unaligned layout passed as aligned leaves some rows unwritten.
 
     Semantics: `fp8gemm.reference.m_grouped_contiguous_reference`.
     """
     (a, sa, b, sb), aligned = validate.check_cached(validate.check_contiguous, lhs, rhs, out, m_indices)
+    if not isinstance(groups_aligned, bool):
+        raise TypeError(f"groups_aligned: expected a bool, got {type(groups_aligned).__name__}")
+    if a.device.type == "cpu" or env.check_inputs():
+        validate.check_contiguous_layout(m_indices, b.shape[0], require_aligned=groups_aligned)
     if a.shape[0] == 0:
         return
     if a.device.type == "cpu":
@@ -89,7 +131,14 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
-    _launcher("gemm_contiguous")(a, sa, b, sb, out, m_indices)
+    if groups_aligned:
+        _cuda("gemm_contiguous", out.device, a, sa, b, sb, out, m_indices)
+        return
+    from .contiguous import gemm_any_layout
+
+    require_sm90(out.device)
+    with _on_device(out.device):
+        gemm_any_layout(a, sa, b, sb, out, m_indices, _launcher("gemm_contiguous"))
 
 
 def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
@@ -104,12 +153,15 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
             ``[g, ceil(n/128), ceil(k/128)]``.
         out: bfloat16 ``[g, max_m, n]`` contiguous; rows at or past ``masked_m[i]`` are left untouched.
         masked_m: int32 ``[g]`` on the same device: group i's rows ``[0, masked_m[i])`` are computed.
-        expected_m: positive host int, a hint of the typical ``masked_m`` for choosing the kernel config.
+            Values are clamped to ``[0, max_m]`` (never read on the host).
+        expected_m: positive host integer (int or numpy integer), a hint of the typical ``masked_m``
+            for choosing the kernel config.
 
     Semantics: `fp8gemm.reference.m_grouped_masked_reference`.
     """
     (a, sa, b, sb), aligned = validate.check_cached(validate.check_masked, lhs, rhs, out, masked_m,
                                                     expected_m)
+    expected_m = validate.check_host_int(expected_m, "expected_m")
     if a.shape[1] == 0:
         return
     if a.device.type == "cpu":
@@ -117,10 +169,90 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
-    _launcher("gemm_masked")(a, sa, b, sb, out, masked_m, expected_m)
+    _cuda("gemm_masked", out.device, a, sa, b, sb, out, masked_m, expected_m)
 
 
-# The newer names of the same functions.
-fp8_gemm_nt = gemm_fp8_fp8_bf16_nt
-m_grouped_fp8_gemm_nt_contiguous = m_grouped_gemm_fp8_fp8_bf16_nt_contiguous
-m_grouped_fp8_gemm_nt_masked = m_grouped_gemm_fp8_fp8_bf16_nt_masked
+# ----------------------------------------------------------------------------------- newer names
+_RECIPE = (1, 128, 128)
+
+
+def _check_newer_arguments(a: object, b: object, c: object, recipe: object, compiled_dims: object,
+                           disable_ue8m0_cast: object) -> None:
+    """The keyword arguments of the newer names: what is supported works, the rest says so."""
+    if c is not None:
+        raise NotImplementedError(
+            "c: an FP32 accumulator (d = c + a @ b.T) is not supported yet; it comes with the training "
+            "GEMMs (FP32 output). Pass c=None: d is overwritten with the BF16 product."
+        )
+    if recipe is not None:
+        if not isinstance(recipe, (tuple, list)) or tuple(recipe) != _RECIPE:
+            raise NotImplementedError(
+                f"recipe: only {_RECIPE} (1x128 activation scales, 128x128 weight scales) is supported, "
+                f"got {recipe!r}"
+            )
+    if not isinstance(compiled_dims, str):
+        raise TypeError(f"compiled_dims: expected a str, got {type(compiled_dims).__name__}")
+    if not isinstance(disable_ue8m0_cast, bool):
+        raise TypeError(f"disable_ue8m0_cast: expected a bool, got {type(disable_ue8m0_cast).__name__}")
+    for pair, name in ((a, "a"), (b, "b")):
+        if isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], torch.Tensor) \
+                and pair[1].dtype == torch.int32:
+            raise NotImplementedError(
+                f"{name}[1]: int32 scales (packed UE8M0, the sm_100 format) are not supported; on sm_90 "
+                "the scales are float32"
+            )
+
+
+def fp8_gemm_nt(
+    a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Tensor | None = None,
+    recipe: tuple[int, int, int] | None = None, compiled_dims: str = "nk", disable_ue8m0_cast: bool = False,
+) -> None:
+    """`gemm_fp8_fp8_bf16_nt` under its newer name and parameter names: ``d = a @ b.T``.
+
+    Args:
+        a: ``(a, sa)`` as ``lhs`` of `gemm_fp8_fp8_bf16_nt`.
+        b: ``(b, sb)`` as ``rhs``.
+        d: bfloat16 ``[m, n]``, overwritten (``out``).
+        c: must be None: an FP32 accumulator is not supported yet (``NotImplementedError``).
+        recipe: None or ``(1, 128, 128)``, the only scaling recipe (else ``NotImplementedError``).
+        compiled_dims: accepted and ignored: N and K are always compile-time constants here.
+        disable_ue8m0_cast: accepted, no effect: on sm_90 the scales are float32 and never cast to
+            UE8M0 (int32 UE8M0 scales raise ``NotImplementedError``).
+    """
+    _check_newer_arguments(a, b, c, recipe, compiled_dims, disable_ue8m0_cast)
+    gemm_fp8_fp8_bf16_nt(a, b, d)
+
+
+def m_grouped_fp8_gemm_nt_contiguous(
+    a: TensorPair, b: TensorPair, d: torch.Tensor, grouped_layout: torch.Tensor | None = None,
+    recipe: tuple[int, int, int] | None = None, compiled_dims: str = "nk", disable_ue8m0_cast: bool = False,
+    *, m_indices: torch.Tensor | None = None, groups_aligned: bool = True,
+) -> None:
+    """`m_grouped_gemm_fp8_fp8_bf16_nt_contiguous` under its newer name and parameter names.
+
+    Args:
+        a, b, d: ``lhs``, ``rhs``, ``out``.
+        grouped_layout: the row-to-group map (``m_indices``; that keyword is accepted too).
+        recipe, compiled_dims, disable_ue8m0_cast: as in `fp8_gemm_nt`.
+        groups_aligned: as in `m_grouped_gemm_fp8_fp8_bf16_nt_contiguous`.
+    """
+    if (grouped_layout is None) == (m_indices is None):
+        raise TypeError("grouped_layout: expected exactly one of grouped_layout= and m_indices=, got "
+                        + ("both" if m_indices is not None else "neither"))
+    _check_newer_arguments(a, b, None, recipe, compiled_dims, disable_ue8m0_cast)
+    layout = grouped_layout if grouped_layout is not None else m_indices
+    m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(a, b, d, layout, groups_aligned=groups_aligned)
+
+
+def m_grouped_fp8_gemm_nt_masked(
+    a: TensorPair, b: TensorPair, d: torch.Tensor, masked_m: torch.Tensor, expected_m: int,
+    recipe: tuple[int, int, int] | None = None, compiled_dims: str = "nk", disable_ue8m0_cast: bool = False,
+) -> None:
+    """`m_grouped_gemm_fp8_fp8_bf16_nt_masked` under its newer name and parameter names.
+
+    Args:
+        a, b, d: ``lhs``, ``rhs``, ``out``; masked_m, expected_m: as there.
+        recipe, compiled_dims, disable_ue8m0_cast: as in `fp8_gemm_nt`.
+    """
+    _check_newer_arguments(a, b, None, recipe, compiled_dims, disable_ue8m0_cast)
+    m_grouped_gemm_fp8_fp8_bf16_nt_masked(a, b, d, masked_m, expected_m)

@@ -12,6 +12,7 @@ import ctypes
 
 import torch
 
+from .device import is_sm90
 from .layout import get_tma_aligned_size
 
 __all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "KINDS"]
@@ -44,10 +45,12 @@ extern "C" __global__ void __launch_bounds__({THREADS}) {kernel_name(dtype)}(
 
 
 def supports(x: torch.Tensor) -> bool:
-    """Whether the kernel takes ``x``: CUDA, 2D or 3D, a float dtype it knows, and k % 16 == 0 (FP8 rows
+    """Whether the kernel takes ``x``: CUDA on a Hopper (sm_90) GPU (the cubin is sm_90a; elsewhere the
+    torch computation gives the same bits), 2D or 3D, a float dtype it knows, and k % 16 == 0 (FP8 rows
     must stay 16-byte aligned for the GEMM's TMA loads anyway)."""
     return (
         x.is_cuda and x.dim() in (2, 3) and x.dtype in KINDS and x.shape[-1] % 16 == 0 and x.shape[-1] > 0
+        and is_sm90(x.device)
     )
 
 

@@ -11,12 +11,19 @@ Requirements checked:
     - ``sa``: float32, shape ``[..., m, ceil(k / 128)]``, row-major contiguous or TMA-aligned column-major.
     - ``sb``: float32, shape ``[..., ceil(n / 128), ceil(k / 128)]``, contiguous.
     - ``out``: bfloat16, contiguous, row stride a multiple of 16 bytes (N % 8 == 0).
+    - ``a``, ``b``, ``out`` and a TMA-aligned ``sa``: data pointers 16-byte aligned (TMA reads and
+      writes them); a view at an odd offset is an error naming the argument.
     - ``m_indices``: int32 ``[M]`` contiguous; ``masked_m``: int32 ``[g]`` contiguous; ``expected_m`` a
-      positive int; group counts agree; every tensor on one device, CPU or CUDA.
+      positive integer (anything `operator.index` takes: int, numpy integers); group counts agree;
+      every tensor on one device, CPU or CUDA.
+
+The *values* of ``m_indices`` are checked by `check_contiguous_layout`: always for CPU tensors, and for
+CUDA tensors only when asked (``FP8GEMM_CHECK_INPUTS=1``), since reading them synchronizes.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +38,8 @@ __all__ = [
     "check_pair",
     "check_tensor",
     "check_devices",
+    "check_contiguous_layout",
+    "contiguous_layout_problem",
 ]
 
 BLOCK = 128
@@ -86,6 +95,25 @@ def _check_sa_layout(sa: torch.Tensor) -> None:
         )
 
 
+def _has_no_address(x: torch.Tensor) -> bool:
+    """Tensors at trace time (fake, meta) have no real address to check; the real call checks it."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    return x.device.type == "meta" or is_fake(x)
+
+
+def _check_pointer(x: torch.Tensor, name: str) -> None:
+    if _has_no_address(x):
+        return
+    ptr = x.data_ptr()
+    if ptr % _TMA_ALIGNMENT_BYTES:
+        raise ValueError(
+            f"{name}: expected a data pointer aligned to {_TMA_ALIGNMENT_BYTES} bytes (TMA needs it), got "
+            f"{ptr:#x} (storage offset {x.storage_offset()} elements of {x.element_size()} B); "
+            "pass a tensor that starts at an aligned address, e.g. x.clone()"
+        )
+
+
 def _check_contiguous(x: torch.Tensor, name: str) -> None:
     if not x.is_contiguous():
         raise ValueError(f"{name}: expected a contiguous tensor, got strides {x.stride()}")
@@ -127,6 +155,11 @@ def _check_operands(
     _check_sa_layout(sa)
     _check_contiguous(sb, "sb")
     _check_k_major(out, "out", "row-major")
+    _check_pointer(a, "a")
+    _check_pointer(b, "b")
+    _check_pointer(out, "out")
+    if is_col_major_tma_aligned(sa):  # read in place by TMA (a row-major sa is converted, i.e. copied)
+        _check_pointer(sa, "sa")
 
 
 def _unpack(lhs: object, rhs: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -190,8 +223,7 @@ def check_masked(
     a, sa, b, sb = _unpack(lhs, rhs)
     _check_dtypes_and_ranks(a, sa, b, sb, out, 3, 3)
     check_tensor(masked_m, "masked_m", torch.int32, 1)
-    if isinstance(expected_m, bool) or not isinstance(expected_m, int):
-        raise TypeError(f"expected_m: expected a positive int, got {type(expected_m).__name__}")
+    expected_m = check_host_int(expected_m, "expected_m")
     if expected_m <= 0:
         raise ValueError(f"expected_m: expected a positive int, got {expected_m}")
     check_devices(a=a, sa=sa, b=b, sb=sb, out=out, masked_m=masked_m)
@@ -203,6 +235,82 @@ def check_masked(
     _check_shape(masked_m, "masked_m", (a.shape[0],), "one valid-row count per group")
     _check_contiguous(masked_m, "masked_m")
     return a, sa, b, sb
+
+
+def check_host_int(value: object, name: str) -> int:
+    """A host integer, through `operator.index` (int, numpy integers); bools and tensors are refused
+    (reading a CUDA tensor would synchronize with the GPU)."""
+    if isinstance(value, (bool, torch.Tensor)):
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}"
+                        + (" (pass int(x) yourself: reading a tensor may synchronize)"
+                           if isinstance(value, torch.Tensor) else ""))
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}") from None
+
+
+# ------------------------------------------------------------------------- contiguous layout values
+def contiguous_layout_problem(m_indices: torch.Tensor, num_groups: int, alignment: int = BLOCK,
+                              require_aligned: bool = True) -> str | None:
+    """What is wrong with the values of ``m_indices`` (an error message), or None.
+
+    Out of range: any value outside ``[-1, num_groups)``. Aligned (the fast path's contract, checked
+    only with ``require_aligned``): in every ``alignment``-row block of rows, the rows that carry a
+    group id all carry the id of the block's first row, and rows marked -1 come only after them (a
+    block that starts with -1 holds -1 only). Groups laid out one after another, each starting at a
+    multiple of ``alignment`` and padded with -1 up to the next, satisfy this.
+
+    Reads ``m_indices`` on the host: for a CUDA tensor that synchronizes with the GPU.
+    """
+    idx = m_indices.detach().to("cpu", torch.int64)
+    bad = (idx < -1) | (idx >= num_groups)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        return (f"m_indices: expected values in [-1, {num_groups}) (a group of b, or -1 for a padding row), "
+                f"got {int(idx[row])} at row {row}")
+    if not require_aligned or idx.numel() == 0:
+        return None
+    pad_rows = -idx.numel() % alignment
+    blocks = torch.cat([idx, idx.new_full((pad_rows,), -1)]).view(-1, alignment)
+    is_pad = blocks == -1
+    wrong_group = ~is_pad & (blocks != blocks[:, :1])
+    after_pad = is_pad.to(torch.int8).cummax(dim=1).values.bool() & ~is_pad
+    bad = (wrong_group | after_pad).flatten()
+    if not bool(bad.any()):
+        return None
+    row = int(bad.nonzero()[0, 0])
+    start = row - row % alignment
+    group, first = int(idx[row]), int(idx[start])
+    if first == -1 or bool(after_pad.flatten()[row]):
+        what = f"row {row} (group {group}) comes after a padding row (-1) in its block"
+    else:
+        what = f"row {row} belongs to group {group}, but its block starts with group {first}"
+    return (f"m_indices: {what} (rows {start}-{start + alignment - 1}); the aligned layout needs each "
+            f"group's rows to start at a multiple of {alignment} (get_m_alignment_for_contiguous_layout()), "
+            "with -1 padding only after them. Pass groups_aligned=False to compute any layout (slower: the "
+            "rows are regrouped on the GPU first)")
+
+
+def check_contiguous_layout(
+    m_indices: torch.Tensor, num_groups: int, *, require_aligned: bool = True
+) -> None:
+    """Check the values of a contiguous layout's ``m_indices``; raise ``ValueError`` saying what is wrong.
+
+    Args:
+        m_indices: int32 ``[M]``, the group of each row or -1, on any device.
+        num_groups: the number of groups (``b.shape[0]``).
+        require_aligned: also require the aligned layout that the GPU's fast path needs (see
+            `contiguous_layout_problem`); without it, only the range ``[-1, num_groups)`` is checked.
+
+    Reads ``m_indices`` on the host: for a CUDA tensor this synchronizes with the GPU, so use it in
+    tests and debugging (or set ``FP8GEMM_CHECK_INPUTS=1``), not on a serving path.
+    """
+    check_tensor(m_indices, "m_indices", torch.int32, 1)
+    num_groups = check_host_int(num_groups, "num_groups")
+    problem = contiguous_layout_problem(m_indices, num_groups, require_aligned=require_aligned)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 # ------------------------------------------------------------------------------------ repeat calls
@@ -225,6 +333,7 @@ def check_cached(check, lhs: object, rhs: object, out: object, *extra: object) -
 
     Returns the check's ``(a, sa, b, sb)`` and whether ``sa`` is already TMA-aligned (so the caller can
     skip converting it). CPU inputs are always checked in full (the reference path reads values).
+    Data pointers change from call to call, so their alignment is re-checked on every call.
     """
     try:
         (a, sa), (b, sb) = lhs, rhs
@@ -232,7 +341,10 @@ def check_cached(check, lhs: object, rhs: object, out: object, *extra: object) -
         aligned = _passed.get(key)
     except Exception:  # not even the expected structure: the full check says what is wrong
         key = aligned = None
-    if aligned is not None:
+    if aligned is not None and not (
+        (a.data_ptr() | b.data_ptr() | out.data_ptr() | (sa.data_ptr() if aligned else 0))
+        % _TMA_ALIGNMENT_BYTES
+    ):
         return (a, sa, b, sb), aligned
     a, sa, b, sb = check(lhs, rhs, out, *extra)
     aligned = is_col_major_tma_aligned(sa)

@@ -26,12 +26,6 @@ def test_public_api_is_exported():
     assert isinstance(fp8gemm.__version__, str) and fp8gemm.__version__
 
 
-def test_aliases_are_the_same_functions():
-    assert fp8gemm.fp8_gemm_nt is fp8gemm.gemm_fp8_fp8_bf16_nt
-    assert fp8gemm.m_grouped_fp8_gemm_nt_contiguous is fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous
-    assert fp8gemm.m_grouped_fp8_gemm_nt_masked is fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked
-
-
 @pytest.mark.parametrize("m,n,k", [(1, 128, 128), (37, 136, 336), (64, 256, 512), (130, 64, 208)])
 @pytest.mark.parametrize("col_major", [False, True])
 def test_dense_equals_reference(m, n, k, col_major, gen):

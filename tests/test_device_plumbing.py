@@ -1,0 +1,147 @@
+"""Which GPU and which stream a launch uses, and what happens on a GPU that is not a Hopper: on the CPU,
+with torch's device switch and the driver replaced by recorders (the real ones need GPUs).
+
+The chain under test: the public function makes the tensors' device current (`gemm._on_device`, i.e.
+``torch.cuda.device``), and the JIT's launch takes the current device's function and that device's
+current stream. So tensors on cuda:1 run on cuda:1 and its stream, whatever device was current.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+import fp8gemm
+from fp8gemm import device, gemm, quant_cuda
+from fp8gemm.jit import runtime
+from fp8gemm.jit.artifacts import CompiledKernel, PtxasResources
+
+
+class FakeGPUs:
+    """torch's current-device switch and the driver's launch, recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, current: int = 0) -> None:
+        from cuda.bindings import driver as real
+
+        self.current = current
+        self.switches: list[int] = []
+        self.launches: list[tuple[int, object, int]] = []  # (current device, function, stream handle)
+        outer = self
+
+        def exchange(index: int) -> int:
+            previous, outer.current = outer.current, index
+            outer.switches.append(index)
+            return previous
+
+        class Driver:
+            def __getattr__(self, name):
+                return getattr(real, name)
+
+            def cuLaunchKernelEx(self, cfg, fn, params, extra):  # noqa: N802 (the driver's name)
+                outer.launches.append((outer.current, fn, int(cfg.hStream)))
+                return (real.CUresult.CUDA_SUCCESS,)
+
+        monkeypatch.setattr(torch.cuda, "_exchange_device", exchange)
+        monkeypatch.setattr(torch.cuda, "_maybe_exchange_device", exchange)
+        monkeypatch.setattr(runtime, "_current_device", lambda: self.current)
+        monkeypatch.setattr(runtime, "_raw_stream", self.stream_of)
+        monkeypatch.setattr(runtime, "_driver", lambda: Driver())
+        monkeypatch.setattr(device, "_capability", lambda index: (9, 0))
+
+    @staticmethod
+    def stream_of(index: int) -> int:
+        return 0x1000 + index  # "the current stream of device `index`"
+
+    def kernel(self) -> runtime.Kernel:
+        """A Kernel already 'loaded' on devices 0 and 1 (function handles 'fn0', 'fn1')."""
+        compiled = CompiledKernel(name="k", cubin=b"\x7fELF", resources=PtxasResources(8, 0, 0, 0, 0),
+                                  compile_seconds=0.0, compiler="test")
+        kernel = runtime.Kernel(compiled)
+        for index in (0, 1):
+            kernel._functions[index] = f"fn{index}"
+            kernel._param_sizes[index] = (4,)
+            kernel._smem_set[index] = 1 << 20
+        return kernel
+
+
+@pytest.fixture
+def gpus(monkeypatch: pytest.MonkeyPatch) -> FakeGPUs:
+    return FakeGPUs(monkeypatch)
+
+
+@pytest.mark.parametrize("how", ["launch", "prepared"])
+@pytest.mark.parametrize("target", [0, 1])
+def test_launch_runs_on_the_tensors_device_and_its_stream(gpus: FakeGPUs, monkeypatch, how, target) -> None:
+    kernel = gpus.kernel()
+    prepared = {}
+
+    def launcher(*args):
+        if how == "launch":
+            kernel.launch(1, 128, 0, (ctypes.c_int32(7),))
+        else:  # the GEMMs' hot path: prepared once on the device, then called
+            prepared.setdefault(gpus.current, kernel.prepare(1, 128, 0, (ctypes.c_int32(7),)))()
+
+    monkeypatch.setattr(gemm, "_launcher", lambda name: launcher)
+    gpus.current = 0  # cuda:0 is torch's current device
+    for _ in range(2):
+        gemm._cuda("gemm_dense", torch.device("cuda", target))
+    assert gpus.launches == [(target, f"fn{target}", FakeGPUs.stream_of(target))] * 2
+    assert gpus.current == 0  # and the caller's current device is restored
+    assert gpus.switches[::2] == [target, target]
+
+
+def test_every_public_function_goes_through_the_device_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each public GEMM hands its launch to `_cuda` with ``out``'s device (checked with the CUDA branch
+    forced on CPU tensors, and the validation and launch replaced)."""
+    from fp8gemm import validate
+
+    calls = []
+    monkeypatch.setattr(gemm, "_cuda", lambda name, dev, *args: calls.append((name, dev)))
+    monkeypatch.setattr(validate, "check_cached", lambda check, lhs, rhs, out, *extra: ((*lhs, *rhs), True))
+    target = torch.device("cuda", 1)
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda self: target), raising=False)
+    x = torch.zeros(4, 4)
+    gemm.gemm_fp8_fp8_bf16_nt((x, x), (x, x), x)
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x, x), (x.view(1, 4, 4), x), x, x[0])
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((x.view(1, 4, 4), x), (x.view(1, 4, 4), x), x, x[0], 4)
+    assert calls == [("gemm_dense", target), ("gemm_contiguous", target), ("gemm_masked", target)]
+
+
+# ------------------------------------------------------------------------------- non-Hopper GPUs
+@pytest.mark.parametrize("capability,name,generation", [
+    ((8, 0), "NVIDIA A100-SXM4-80GB", "Ampere/Ada"),
+    ((8, 9), "NVIDIA L40S", "Ampere/Ada"),
+    ((10, 0), "NVIDIA B200", "Blackwell"),
+])
+def test_other_gpus_get_a_clear_error_before_anything_is_built(monkeypatch, capability, name,
+                                                               generation) -> None:
+    monkeypatch.setattr(device, "_capability", lambda index: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: name)
+    built = []
+    monkeypatch.setattr(gemm, "_launcher", lambda fn: built.append(fn))
+    major, minor = capability
+    expected = rf"cuda:1 is {name} \(sm_{major}{minor}, {generation}\): .* need an sm_90 \(Hopper"
+    with pytest.raises(fp8gemm.UnsupportedGPUError, match=expected):
+        gemm._cuda("gemm_dense", torch.device("cuda", 1))
+    assert built == []  # nothing was compiled, loaded or launched
+    assert issubclass(fp8gemm.UnsupportedGPUError, RuntimeError)
+
+
+def test_hopper_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device, "_capability", lambda index: (9, 0))
+    device.require_sm90(torch.device("cuda", 0))
+    device.require_sm90(3)
+
+
+def test_activation_cast_falls_back_to_torch_off_hopper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cast kernel is sm_90a too; elsewhere the torch computation (same bits) runs instead."""
+    x = torch.zeros(4, 128)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda", 0)), raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device, "_capability", lambda index: (9, 0))
+    assert quant_cuda.supports(x)
+    monkeypatch.setattr(device, "_capability", lambda index: (8, 0))
+    assert not quant_cuda.supports(x)

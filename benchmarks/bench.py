@@ -1,10 +1,15 @@
-"""``python -m fp8gemm bench``: our kernels against cuBLASLt and BF16 matmul, in one run.
+"""``python -m fp8gemm bench`` (or ``python benchmarks/bench.py``): our kernels against cuBLASLt and
+BF16 matmul, in one run.
 
-For every shape: our time (median, L2 flushed, see :func:`benchmarks.timing.cupti_time_us`), TFLOPS, GB/s
-of compulsory traffic (A, B and their scales read once, D written once), ``torch._scaled_mm`` with
-blockwise 1x128/128x128 scales (cuBLASLt; a per-group loop of it for grouped shapes) and, for dense
-shapes, torch BF16 ``matmul``, each timed the same way; our speed-ups; our accuracy (``calc_diff``)
-against cuBLASLt's output and against the FP32 product of the unquantized inputs.
+Kernel time is CUPTI's (:func:`benchmarks.timing.cupti_time_us`): for one call, the span from its
+first kernel's start to its last kernel's end, the L2 flushed before every call, the median of many.
+For every shape: our time, TFLOPS, GB/s of compulsory traffic (A, B and their scales read once, D
+written once), ``torch._scaled_mm`` with blockwise 1x128/128x128 scales (cuBLASLt; a per-group loop
+of it for grouped shapes) and, for dense shapes, torch BF16 ``matmul``, each timed the same way; our
+speed-ups; our accuracy (``calc_diff``) against cuBLASLt's output and against the FP32 product of the
+unquantized inputs. Extra columns: our time from CUDA events around a CUDA-graph replay (the
+previous method; events add a few microseconds to short kernels), and for dense shapes with
+M <= 128, the whole decode step (the activation cast + the GEMM) captured in a CUDA graph.
 
 Masked shapes: every group has exactly ``m_per_group`` valid rows by default (the shapes as listed);
 ``--masked-spread s`` draws ``round(m_per_group * u)``, u uniform in [1-s, 1+s] with a fixed seed.
@@ -53,6 +58,9 @@ class BenchRow:
     config: str | None = None
     ours_us: float | None = None
     ours_error: str | None = None
+    ours_event_us: float | None = None  # CUDA events around a graph replay (extra column)
+    decode_step_us: float | None = None  # cast + GEMM in one CUDA graph (dense, M <= 128)
+    decode_step_error: str | None = None
     scaled_mm_us: float | None = None
     scaled_mm_error: str | None = None
     bf16_us: float | None = None
@@ -116,21 +124,48 @@ def _config_of(layout: str, m: int, n: int, k: int, groups: int) -> str | None:
         return None
 
 
-def _measure(row: BenchRow, name: str, make: Callable[[], Callable[[], object]], iters: int) -> object:
+def _measure(row: BenchRow, name: str, make: Callable[[], Callable[[], object]], iters: int,
+             events: bool = False) -> object:
     """Build ``fn = make()``, run it once (its result is returned for the accuracy checks), then time it
-    into ``row.<name>_us``; any error lands in ``row.<name>_error`` and ``None`` is returned."""
+    into ``row.<name>_us`` (CUPTI; with ``events`` also ``row.<name>_event_us``); any error lands in
+    ``row.<name>_error`` and ``None`` is returned."""
+    from benchmarks.timing import cupti_time_us, time_kernel
+
     try:
         fn = make()
         result = fn()
         torch.cuda.synchronize()
-        from benchmarks.timing import time_kernel
-
-        setattr(row, f"{name}_us", time_kernel(fn, iters=iters))
+        setattr(row, f"{name}_us", cupti_time_us(fn, iters=iters))
+        if events:
+            setattr(row, f"{name}_event_us", time_kernel(fn, iters=iters))
         return result
     except Exception as exc:  # one failing kernel must not end the run
         setattr(row, f"{name}_error", _error_text(exc))
         torch.cuda.synchronize()
         return None
+
+
+DECODE_MAX_M = 128
+
+
+def decode_step(
+    x_bf16: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor
+) -> Callable[[], None]:
+    """One decode step as a model runs it, captured in a CUDA graph: the activation cast (1x128,
+    scales straight into the TMA-aligned layout) and the GEMM. Returns the graph's replay."""
+    from benchmarks.timing import capture
+    from fp8gemm import gemm, quant
+
+    def step() -> None:
+        a, sa = quant.per_token_cast_to_fp8(x_bf16, tma_aligned_scales=True)
+        gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+
+    step()  # build and load both kernels outside the capture
+    torch.cuda.synchronize()
+    graph = capture(step)
+    if graph is None:
+        raise RuntimeError("the decode step could not be captured in a CUDA graph")
+    return graph.replay
 
 
 def bench_dense(shape: DenseShape, iters: int, seed: int = 0) -> BenchRow:
@@ -153,8 +188,13 @@ def bench_dense(shape: DenseShape, iters: int, seed: int = 0) -> BenchRow:
 
         return fn
 
-    ours = _measure(row, "ours", make_ours, iters)
+    ours = _measure(row, "ours", make_ours, iters, events=True)
     ours = ours.clone() if ours is not None else None  # later runs overwrite `out`
+    if m <= DECODE_MAX_M:
+        step_out = torch.empty_like(out)
+        _measure(row, "decode_step", lambda: decode_step(x.a_bf16, x.b, x.sb, step_out), iters)
+        if ours is not None and row.decode_step_error is None:
+            row.extra["decode_step_matches"] = bool(torch.equal(step_out, ours))
     theirs = _measure(row, "scaled_mm", lambda: scaled_mm_blockwise(x.a, x.sa, x.b, x.sb), iters)
     _measure(row, "bf16", lambda: lambda: torch.matmul(x.a_bf16, x.b_bf16.t()), iters)
     if ours is not None:
@@ -213,7 +253,7 @@ def bench_grouped(shape: GroupedShape, iters: int, masked_spread: float, seed: i
 
         return fn
 
-    ours = _measure(row, "ours", make_ours, iters)
+    ours = _measure(row, "ours", make_ours, iters, events=True)
     theirs = _measure(
         row, "scaled_mm", lambda: grouped_scaled_mm_blockwise(x.a, x.sa, x.b, x.sb, x.rows, x.layout), iters
     )
@@ -234,10 +274,14 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    """The compact table: one line per shape, errors (shortened) in place of missing numbers."""
+    """The compact table: one line per shape, errors (shortened) in place of missing numbers.
+
+    Times are CUPTI kernel times (us); ``events`` is ours from CUDA events (extra), ``step`` the
+    decode step (cast + GEMM in a CUDA graph) for dense shapes with M <= 128."""
     header = (
         f"{'kind':<5} {'shape':<30} {'ours us':>9} {'TFLOPS':>7} {'GB/s':>7} {'cublasLt us':>11} "
-        f"{'bf16 us':>9} {'x cublasLt':>10} {'x bf16':>7} {'diff fp32':>9}  config"
+        f"{'bf16 us':>9} {'x cublasLt':>10} {'x bf16':>7} {'diff fp32':>9} {'events us':>9} {'step us':>8}"
+        "  config"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -248,12 +292,13 @@ def format_table(rows: list[BenchRow]) -> str:
             else (_fmt(r.bf16_us, "9.1f") if r.bf16_error is None else "ERR".rjust(9))
         )
         ours = _fmt(r.ours_us, "9.1f") if r.ours_error is None else "ERR".rjust(9)
+        step = _fmt(r.decode_step_us, "8.1f") if r.decode_step_error is None else "ERR".rjust(8)
         lines.append(
             f"{r.kind[:5]:<5} {r.shape:<30} {ours} {_fmt(r.tflops, '7.0f')} {_fmt(r.gbps, '7.0f')} {cublas} "
             f"{bf16} {_fmt(r.speedup_scaled_mm, '9.2f')}x {_fmt(r.speedup_bf16, '6.2f')}x "
-            f"{_fmt(r.diff_vs_fp32, '9.1e')}  {r.config or ''}"
+            f"{_fmt(r.diff_vs_fp32, '9.1e')} {_fmt(r.ours_event_us, '9.1f')} {step}  {r.config or ''}"
         )
-        for name in ("ours", "scaled_mm", "bf16"):
+        for name in ("ours", "scaled_mm", "bf16", "decode_step"):
             error = getattr(r, f"{name}_error")
             if error:
                 lines.append(f"      {name} error: {error}")
@@ -289,7 +334,7 @@ def plot(rows: list[BenchRow], path: Path) -> bool:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
     ax.set_ylabel("TFLOPS")
-    ax.set_title("FP8 GEMM (L2 flushed, median)")
+    ax.set_title("FP8 GEMM (CUPTI kernel time, L2 flushed, median)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -326,7 +371,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=Path("bench_out"), help="directory for bench.json, bench.png"
     )
-    parser.add_argument("--iters", type=int, default=50, help="timed runs per kernel (median reported)")
+    parser.add_argument("--iters", type=int, default=30, help="timed runs per kernel (median reported)")
     parser.add_argument(
         "--masked-spread", type=float, default=0.0, help="masked rows in [1-s, 1+s]*m_per_group"
     )
@@ -380,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(),
         "iters": args.iters,
+        "timing": "CUPTI span of one call (first kernel start to last kernel end), L2 flushed, median",
         "masked_spread": args.masked_spread,
         "seed": args.seed,
         "geomean_speedup_scaled_mm_dense": geomean([r.speedup_scaled_mm for r in rows if r.kind == "dense"]),

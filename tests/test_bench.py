@@ -114,10 +114,15 @@ def test_dense_inputs_and_reference_on_cpu() -> None:
 def test_table_shows_errors_and_geomean(tmp_path) -> None:
     ok = bench.BenchRow("dense", "64x2112x7168", 64, 2112, 7168, flops=2.0 * 64 * 2112 * 7168, bytes=1e9)
     ok.ours_us, ok.scaled_mm_us, ok.bf16_us = 10.0, 20.0, 40.0
+    ok.ours_event_us, ok.decode_step_us = 13.5, 17.25
     bad = bench.BenchRow("dense", "128x2112x7168", 128, 2112, 7168, ours_error="NotImplementedError: x")
     bad.scaled_mm_us = 5.0
+    bad.decode_step_error = "RuntimeError: not capturable"
     table = bench.format_table([ok, bad])
     assert "2.00x" in table and "4.00x" in table and "ours error: NotImplementedError" in table
+    ok_line = next(line for line in table.splitlines() if line.startswith("dense 64x2112x7168"))
+    assert ok_line.split()[-2:] == ["13.5", "17.2"]  # the events and decode-step columns (no config)
+    assert "decode_step error: RuntimeError" in table
     assert "(dense, 1/2 shapes): 2.000x" in table
     assert ok.gbps == pytest.approx(1e5)
     json.dumps([ok.to_json(), bad.to_json()])

@@ -109,14 +109,16 @@ def _store_slab_cols(block_n: int) -> int:
     raise AssertionError(block_n)
 
 
-# NOTES: the share of the tensor cores' peak a tile shape can reach. wgmma N below 128 runs
-# less efficiently (measured: N = 96 or 112 loses 15-20%); a 64-row tile has one math warpgroup
-# and nothing to hide its promotion behind (~0.7); 128-row tiles read B from shared memory once per
-# 64 rows, 256-row tiles once per 128, which leaves more of shared memory's bandwidth to the TMA.
-# 144 is rated from the full kernel: 4096x2112x7168 128x144 110 us (4 waves) against 128x192
-# 103 us (3 waves).
-_N_EFFICIENCY = {16: 0.6, 32: 0.65, 48: 0.7, 64: 0.75, 80: 0.8, 96: 0.85, 112: 0.9, 144: 0.95}
-_M_EFFICIENCY = {64: 0.7, 128: 0.95, 256: 1.0}
+# NOTES: the share of the tensor cores' peak a tile shape can reach, rated from full-kernel
+# measurements on the H200. Wider N reads less of shared memory per flop: 4096x2112x7168 128x144
+# 110 us (4 waves) against 128x192 103 us (3 waves); contiguous 4 x ~8192 rows, unicast, 128x128 /
+# 128x160 / 128x192: N 4096 K 7168 1614 / 1594 / 1519 us, N 7168 K 2048 - / 810 / 760 us. 256-row
+# tiles read B once per 128 rows (4096x24576x1536: 256x128 240 us, 128x192 249 us). A 64-row
+# tile has one math warpgroup and nothing to hide its promotion behind: 128x4096x7168 with 64x64
+# tiles 15.5 us, with 128x32 tiles 13.5 us.
+_N_EFFICIENCY = {16: 0.6, 32: 0.65, 48: 0.7, 64: 0.75, 80: 0.8, 96: 0.8, 112: 0.85, 128: 0.94, 144: 0.92,
+                 160: 0.96}
+_M_EFFICIENCY = {64: 0.5, 128: 0.95, 256: 1.06}
 # FP8 dense throughput of one SM that the kernel can sustain (~1.5 PFLOPS over 132 SMs).
 _SM_FLOPS_PER_US = 11.5e6
 
@@ -131,15 +133,18 @@ def _k_block_us(block_m: int, block_n: int) -> float:
     """
     efficiency = _N_EFFICIENCY.get(block_n, 1.0) * _M_EFFICIENCY[block_m]
     compute = block_m * block_n * BLOCK_K * 2 / (_SM_FLOPS_PER_US * efficiency)
-    load = 0.25 + (block_m + block_n) * BLOCK_K / 200e3
+    load = 0.08 + (block_m + block_n) * BLOCK_K / 150e3
     return max(compute, load)
 
 
 def _split_k_overhead_us(m: int, n: int, k_splits: int) -> float:
-    """The second kernel of split-K: its launch, plus writing and summing the FP32 slices."""
+    """The second kernel of split-K: its launch, plus writing and summing the FP32 slices.
+
+    NOTES: measured on the H200: 64x4096x7168 with 4 slices of 64x128 tiles 15.5 us against
+    11.7 us unsplit with 64x32 tiles; the workspace and second launch cost ~5 us."""
     if k_splits == 1:
         return 0.0
-    return 3.0 + m * n * (8 * k_splits + 2) / 3e6
+    return 5.0 + m * n * (8 * k_splits + 2) / 3e6
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
@@ -163,6 +168,10 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     L2 traffic). Sharing A pairs N blocks (their count must be even); sharing B pairs M blocks (an
     odd count gets an empty partner; grouped pairs of two experts load B unshared)."""
     if k_splits > 1 or rows < 512 or tiles < num_sms or num_sms % 2 != 0:
+        return "none"
+    # NOTES: measured on the H200, contiguous 4 x ~8192 rows with 128x192 tiles: unicast 760 us
+    # (N 7168, K 2048) and 1519 us (N 4096, K 7168); B multicast 800 / 1594 us, A multicast - / 1611.
+    if layout == "contiguous":
         return "none"
     a_ok = n_blocks % 2 == 0
     if block_m >= block_n and a_ok:

@@ -242,22 +242,9 @@ def main() -> int:
             lines.append(("PASS " if ok else "FAIL ") + line + f" ({time.time() - t0:.1f}s)")
             print(lines[-1], flush=True)
     if args.sweep:
-        sweep_dense(4096, 2112, 7168, [(128, 192, "none"), (256, 128, "b")], lines)
-        sweep_dense(4096, 32768, 512, [(128, 192, "b"), (128, 128, "a"), (256, 128, "b")], lines)
-        sweep_dense(4096, 24576, 1536, [(128, 192, "b"), (256, 128, "b")], lines)
-        sweep_dense(64, 4096, 7168, [(64, 32, "none"), (64, 64, "none")], lines)
-        sweep_dense(128, 4096, 7168, [(64, 64, "none"), (128, 32, "none"), (64, 32, "none")], lines)
-        sweep_dense(64, 2112, 7168, [(64, 16, "none"), (64, 32, "none")], lines)
-        sweep_dense(128, 2112, 7168, [(64, 32, "none"), (64, 16, "none")], lines)
-        sweep_grouped("contiguous", spread_sizes(4, 8192, 1), 7168, 2048, 0,
-                      [(128, 192, "none"), (128, 192, "b"), (128, 128, "a"), (128, 160, "none")], lines)
-        sweep_grouped("contiguous", spread_sizes(4, 8192, 0), 4096, 7168, 0,
-                      [(128, 192, "none"), (128, 192, "a"), (128, 128, "none")], lines)
-        sweep_grouped("masked", [909], 4096, 7168, 1024,
-                      [(128, 128, "a"), (128, 192, "b"), (128, 128, "none")],
-                      lines)
-        sweep_grouped("masked", spread_sizes(32, 192, 6), 6144, 7168, 192, [(128, 128, "a"), (128, 192, "b")],
-                      lines)
+        sweep_dense(128, 7168, 16384, [(64, 112, "none"), (128, 112, "none")], lines)
+        sweep_dense(128, 7168, 2048, [(64, 112, "none"), (64, 64, "none")], lines)
+        sweep_dense(64, 7168, 16384, [(64, 112, "none"), (64, 128, "none")], lines)
     if not args.no_time:
         time_shapes(lines, rows)
         dense = [r for r in rows if r["kind"] == "dense"]

@@ -45,15 +45,15 @@ def forced_tiles() -> float:
         worst = max(worst, dense(384, 576, 384))
         for tiles in [(128, 192, "b"), (128, 128, "a")]:
             launch.select_config = forced(*tiles)
-            x = make_contiguous_inputs([100, 0, 200, 130, 1], 384, 256)
-            out = torch.full((x.a.shape[0], 384), float("nan"), dtype=torch.bfloat16, device="cuda")
+            x = make_contiguous_inputs([100, 0, 200, 130, 1], 512, 256)
+            out = torch.full((x.a.shape[0], 512), float("nan"), dtype=torch.bfloat16, device="cuda")
             fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
             ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
             valid = x.m_indices >= 0
             assert out[~valid].isnan().all(), "padding rows were written"
             worst = max(worst, calc_diff(out[valid], ref[valid]))
-            y = make_masked_inputs([30, 0, 130, 129], 256, 384, 256)
-            out = torch.full((4, 256, 384), float("nan"), dtype=torch.bfloat16, device="cuda")
+            y = make_masked_inputs([30, 0, 130, 129], 256, 512, 256)
+            out = torch.full((4, 256, 512), float("nan"), dtype=torch.bfloat16, device="cuda")
             fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 128)
             ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
             rows = torch.arange(256, device="cuda")[None, :] < y.masked_m[:, None]

@@ -57,9 +57,9 @@ struct GemmTraits {
     // the promotion picks each column's scale at compile time.
     static constexpr int kBoundaryStep = gcd(Cfg::kBlockN, kBlockK);
     static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
-    // NOTES: 40 registers are plenty for one thread issuing TMA; the math warpgroups take the
-    // rest (kChains + 1 sets of kBlockN / 2 accumulators, plus addressing and scales).
-    static constexpr int kProducerRegs = 40;
+    // NOTES: the producer thread needs ~48 registers (at 40, ptxas spilled its tile state for
+    // some configs); the math warpgroups take the rest: 2 x 128 x 232 + 128 x 48 = 65536.
+    static constexpr int kProducerRegs = 48;
     static constexpr int kMathRegs = kNumMathWarpgroups == 2 ? 232 : 240;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128 || Cfg::kBlockM == 256, "64-row chains");

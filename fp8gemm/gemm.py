@@ -16,7 +16,6 @@ disable_ue8m0_cast=False)`` & co.), which take the newer keyword arguments too.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import torch
 
@@ -38,29 +37,38 @@ TensorPair = tuple[torch.Tensor, torch.Tensor]
 check_contiguous_layout = validate.check_contiguous_layout
 
 
-def _launcher(name: str) -> Callable[..., None]:
-    # Imported lazily: the launch layer pulls in the JIT (NVRTC, driver API), which CPU users never need.
-    from . import launch
-
-    fn = getattr(launch, name, None)
-    if fn is None:
-        raise NotImplementedError(
-            f"fp8gemm.launch.{name} is not available: the CUDA kernels for this GEMM are not built into "
-            "this version of fp8gemm yet. CPU tensors work through the (slow) reference implementation."
-        )
-    return fn
+# NOTES: the per-call path counts every microsecond (the decode issue's budget is 10 us of host time
+# per call, ~4 of them the driver's launch): device indices as ints, no device context switch when
+# the tensors' device is already current, the launch module imported once.
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_launch_module = None
 
 
-def _on_device(device: torch.device) -> contextlib.AbstractContextManager:
+def _launch():
+    # Imported on the first CUDA call: the launch layer pulls in the JIT (NVRTC, driver API), which
+    # CPU users never need.
+    global _launch_module
+    if _launch_module is None:
+        from . import launch
+
+        _launch_module = launch
+    return _launch_module
+
+
+def _on_device(device: torch.device | int) -> contextlib.AbstractContextManager:
     """Make `device` torch's current device for the launch: the kernel is loaded in its context and
     queued on its current stream, the SM count and scratch memory are its own."""
     return torch.cuda.device(device)
 
 
-def _cuda(name: str, device: torch.device, *args: object) -> None:
-    require_sm90(device)  # before anything is compiled or loaded
-    with _on_device(device):
-        _launcher(name)(*args)
+def _cuda(name: str, device: int, *args: object) -> None:
+    require_sm90(device)  # before anything is compiled or loaded (cached per device)
+    fn = getattr(_launch(), name)
+    if device == _current_device():
+        fn(*args)
+    else:
+        with _on_device(device):
+            fn(*args)
 
 
 def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) -> None:
@@ -83,12 +91,12 @@ def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) ->
     (a, sa, b, sb), aligned = validate.check_cached(validate.check_dense, lhs, rhs, out)
     if a.shape[0] == 0:
         return
-    if a.device.type == "cpu":
+    if not a.is_cuda:
         reference.gemm_nt_reference(a, sa, b, sb, out)
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
-    _cuda("gemm_dense", out.device, a, sa, b, sb, out)
+    _cuda("gemm_dense", out.get_device(), a, sa, b, sb, out)
 
 
 def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
@@ -122,23 +130,23 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
     (a, sa, b, sb), aligned = validate.check_cached(validate.check_contiguous, lhs, rhs, out, m_indices)
     if not isinstance(groups_aligned, bool):
         raise TypeError(f"groups_aligned: expected a bool, got {type(groups_aligned).__name__}")
-    if a.device.type == "cpu" or env.check_inputs():
+    if not a.is_cuda or env.check_inputs():
         validate.check_contiguous_layout(m_indices, b.shape[0], require_aligned=groups_aligned)
     if a.shape[0] == 0:
         return
-    if a.device.type == "cpu":
+    if not a.is_cuda:
         reference.m_grouped_contiguous_reference(a, sa, b, sb, out, m_indices)
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
     if groups_aligned:
-        _cuda("gemm_contiguous", out.device, a, sa, b, sb, out, m_indices)
+        _cuda("gemm_contiguous", out.get_device(), a, sa, b, sb, out, m_indices)
         return
     from .contiguous import gemm_any_layout
 
     require_sm90(out.device)
     with _on_device(out.device):
-        gemm_any_layout(a, sa, b, sb, out, m_indices, _launcher("gemm_contiguous"))
+        gemm_any_layout(a, sa, b, sb, out, m_indices, _launch().gemm_contiguous)
 
 
 def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
@@ -164,12 +172,12 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
     expected_m = validate.check_host_int(expected_m, "expected_m")
     if a.shape[1] == 0:
         return
-    if a.device.type == "cpu":
+    if not a.is_cuda:
         reference.m_grouped_masked_reference(a, sa, b, sb, out, masked_m)
         return
     if not aligned:
         sa = get_col_major_tma_aligned_tensor(sa)
-    _cuda("gemm_masked", out.device, a, sa, b, sb, out, masked_m, expected_m)
+    _cuda("gemm_masked", out.get_device(), a, sa, b, sb, out, masked_m, expected_m)
 
 
 # ----------------------------------------------------------------------------------- newer names

@@ -225,6 +225,8 @@ def test_cuda_tensors_are_not_read_on_the_host_unless_asked(monkeypatch: pytest.
     out = torch.zeros(layout.numel(), N, dtype=torch.bfloat16)
 
     monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda", 0)), raising=False)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 0, raising=False)
     monkeypatch.setattr(validate, "check_cached", lambda *args: ((a, sa, b, sb), True))
     monkeypatch.delenv("FP8GEMM_CHECK_INPUTS", raising=False)
     gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, layout)

@@ -61,7 +61,7 @@ def test_precompile_dedupes_and_reports(monkeypatch: pytest.MonkeyPatch) -> None
     shapes = ShapeSet(
         dense=(DenseShape(64, 2112, 7168), DenseShape(128, 2112, 7168), DenseShape(64, 4096, 512))
     )
-    results = precompile.precompile(shapes, num_sms=132, jobs=1, progress=False)
+    results = precompile.precompile(shapes, num_sms=132, jobs=1, progress=False, cast=False)
     assert all(c[-1] == 132 for c in calls) and len(calls) == 3
     assert sorted(compiled) == ["kernel_2112_7168", "kernel_4096_512"]  # the shared kernel compiled once
     by_name = {r.kernel_name: r for r in results}
@@ -77,7 +77,8 @@ def test_compile_errors_are_reported_not_raised(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(launch, "plan", lambda *a, **k: _FakePlan(_FakeConfig(8), "x", "k"), raising=False)
     monkeypatch.setattr(precompile, "_compile_cuda", lambda: broken)
-    (result,) = precompile.precompile(ShapeSet(dense=(DenseShape(1, 128, 128),)), jobs=1, progress=False)
+    (result,) = precompile.precompile(ShapeSet(dense=(DenseShape(1, 128, 128),)), jobs=1, progress=False,
+                                      cast=False)
     assert result.error == "RuntimeError: ptxas fatal: boom"
     assert "FAILED" in precompile.format_results([result])
 
@@ -99,9 +100,23 @@ def test_every_kernel_compiles_without_spills(all_kernels: list[precompile.Preco
 
 
 def test_every_shape_is_planned(all_kernels: list[precompile.PrecompileResult]) -> None:
-    planned = sum(len(r.shapes) for r in all_kernels)
-    shapes = load_shapes()
-    assert planned == len(shapes.dense) + len(shapes.contiguous) + len(shapes.masked)
+    planned = [shape for r in all_kernels if r.kind == "gemm" for shape in r.shapes]
+    assert len(planned) == len(set(planned))  # each shape has one GEMM kernel
+    assert planned and set(planned) == {str(r) for r in precompile.plan_requests(load_shapes())}
+
+
+def test_split_k_reductions_and_casts_are_compiled(all_kernels: list[precompile.PrecompileResult]) -> None:
+    """Everything a shape launches is built ahead: split-K configs bring their reduction kernel, and the
+    activation-cast kernels come along (one per input dtype)."""
+    from fp8gemm import codegen, quant_cuda
+
+    by_name = {r.kernel_name: r for r in all_kernels}
+    for r in all_kernels:
+        if r.kind == "gemm" and "k_splits=1 " not in r.config + " ":
+            k_splits = int(r.config.split("k_splits=")[1].split()[0])
+            assert codegen.reduce_kernel_name(k_splits) in by_name, r.kernel_name
+    assert {quant_cuda.kernel_name(d) for d in quant_cuda.KINDS} <= set(by_name)
+    assert all(r.error is None for r in all_kernels if r.kind != "gemm")
 
 
 def test_kernels_use_fp8_wgmma(all_kernels: list[precompile.PrecompileResult]) -> None:
@@ -112,5 +127,7 @@ def test_kernels_use_fp8_wgmma(all_kernels: list[precompile.PrecompileResult]) -
     if find_tool("cuobjdump") is None:
         pytest.skip("cuobjdump not installed (pip install nvidia-cuda-cuobjdump)")
     for r in all_kernels:
+        if r.kind != "gemm":
+            continue
         text = sass(r.kernel.cubin)
         assert "QGMMA" in text, f"{r.kernel_name}: no FP8 wgmma (QGMMA) in the SASS"

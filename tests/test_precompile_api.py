@@ -30,11 +30,26 @@ def test_shapes_of_a_module_uses_its_linear_layers() -> None:
 
 
 def test_shapes_of_tuples() -> None:
-    shapes, _ = precompile_module.shapes_of([(64, 2112, 7168), (4096, 512)], None)
+    shapes, _ = precompile_module.shapes_of([(64, 2112, 7168), (4096, 512)], None, max_m=512)
     assert shapes.dense[0] == DenseShape(64, 2112, 7168)
-    assert [s.m for s in shapes.dense[1:]] == list(precompile_module.DEFAULT_M_VALUES)
+    assert [s.m for s in shapes.dense[1:]] == list(precompile_module.covering_m_values(4096, 512, 132, 512))
     with pytest.raises(ValueError, match="shapes: expected"):
         precompile_module.shapes_of([(1, 2, 3, 4)], None)
+    with pytest.raises(ValueError, match="tuples of ints"):
+        precompile_module.shapes_of([(1.5, 256)], None)
+
+
+def test_covering_m_values_cover_every_m() -> None:
+    """Planning the covering M values compiles the config of every M up to the bound."""
+    from fp8gemm.config import select_config
+
+    n, k, max_m = 2112, 7168, 2048
+    covering = precompile_module.covering_m_values(n, k, 132, max_m)
+    planned = {select_config("dense", m, n, k, 1, 132) for m in covering}
+    assert len(planned) == len(covering) > 3  # one M per config, and the heuristics do change with M
+    assert covering[0] == 1 and list(covering) == sorted(covering)
+    for m in range(1, max_m + 1):
+        assert select_config.__wrapped__("dense", m, n, k, 1, 132) in planned, m
 
 
 def test_shapes_of_passes_sets_and_paths_through() -> None:
@@ -51,4 +66,7 @@ def test_precompile_a_model_compiles_each_kernel_once(tmp_path, monkeypatch) -> 
     assert results and all(r.error is None for r in results)
     names = [r.kernel_name for r in results]
     assert len(names) == len(set(names))
-    assert sum(len(r.shapes) for r in results) == 2  # (n, k) deduped, two M values
+    assert sum(len(r.shapes) for r in results if r.kind == "gemm") == 2  # (n, k) deduped, two M values
+    assert sum(r.kind == "cast" for r in results) == 3
+    again = fp8gemm.precompile(model, m_values=[1, 2], jobs=1, progress=False)
+    assert [r.kernel_name for r in again] == names and all(r.cached for r in again)

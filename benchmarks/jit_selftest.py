@@ -1,10 +1,12 @@
 """The JIT's test kernels, and a self-test that measures it on a GPU.
 
-    python -m fp8gemm.jit.selftest     # on an sm_90 GPU: correctness, compile times, launch overhead
+    PYTHONPATH=. python -m benchmarks.jit_selftest   # on an sm_90 GPU: correctness, compile times,
+                                                     # launch overhead
 
-Two kernels: `tma_roundtrip` (fp8gemm/testing/tma_roundtrip.cuh: TMA load with 2-CTA multicast into
-shared memory, mbarrier completion, TMA store back) and `launch_probe`, an empty kernel with four
-tensor maps and six scalars, for measuring the host cost of one launch.
+Two kernels: `tma_roundtrip` (benchmarks/tma_roundtrip.cuh, pasted into the source: TMA load with
+2-CTA multicast into shared memory, mbarrier completion, TMA store back) and `launch_probe`, an empty
+kernel with four tensor maps and six scalars, for measuring the host cost of one launch. They use
+the library's PTX wrappers (fp8gemm/include) and are not part of the installed package.
 """
 
 from __future__ import annotations
@@ -16,18 +18,29 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+if not __package__:  # run as a script: import from this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fp8gemm import jit
+from fp8gemm.jit import cache, compile_cuda
+from fp8gemm.jit.compiler import compiler_id
 
 ROUNDTRIP_KERNEL = "fp8gemm_tma_roundtrip"
 PROBE_KERNEL = "fp8gemm_launch_probe"
 ROUNDTRIP_THREADS = 128
 
 
+_ROUNDTRIP_HEADER = (Path(__file__).resolve().parent / "tma_roundtrip.cuh").read_text().replace(
+    "#pragma once\n", "")
+
+
 def roundtrip_source(box_rows: int, box_cols: int, elem_bytes: int) -> str:
     """Source of one member of the round-trip family (the tile shape is baked in as constants)."""
-    return f"""#include <fp8gemm/testing/tma_roundtrip.cuh>
-
+    return f"""{_ROUNDTRIP_HEADER}
 extern "C" __global__ void __launch_bounds__({ROUNDTRIP_THREADS}, 1)
 {ROUNDTRIP_KERNEL}(const __grid_constant__ fp8gemm::TensorMap in_map,
                    const __grid_constant__ fp8gemm::TensorMap out0_map,
@@ -79,16 +92,14 @@ def run_roundtrip(x: torch.Tensor, box_rows: int, box_cols: int, swizzle_bytes: 
 
     The outputs are poisoned with 0xA5 bytes first, so every byte the kernel misses shows.
     """
-    from . import build, make_tensor_map
-
     elem = x.element_size()
-    kernel = build(roundtrip_source(box_rows, box_cols, elem), ROUNDTRIP_KERNEL)
+    kernel = jit.build(roundtrip_source(box_rows, box_cols, elem), ROUNDTRIP_KERNEL)
     if outputs is None:
         outputs = (torch.empty_like(x), torch.empty_like(x))
         for out in outputs:
             out.view(torch.uint8).fill_(0xA5)
-    in_map = make_tensor_map(x, (box_cols, box_rows // 2), swizzle_bytes=swizzle_bytes)
-    out_maps = [make_tensor_map(o, (box_cols, box_rows), swizzle_bytes=swizzle_bytes) for o in outputs]
+    in_map = jit.make_tensor_map(x, (box_cols, box_rows // 2), swizzle_bytes=swizzle_bytes)
+    out_maps = [jit.make_tensor_map(o, (box_cols, box_rows), swizzle_bytes=swizzle_bytes) for o in outputs]
     rows, cols = x.shape
     tiles_per_row = -(-cols // box_cols)
     tiles = tiles_per_row * -(-rows // box_rows)
@@ -100,11 +111,9 @@ def run_roundtrip(x: torch.Tensor, box_rows: int, box_cols: int, swizzle_bytes: 
 
 def probe_args(device: int | None = None):
     """A Kernel for the launch probe and arguments for it: 4 tensor maps + 6 scalars."""
-    from . import build, make_tensor_map
-
-    kernel = build(PROBE_SOURCE, PROBE_KERNEL)
+    kernel = jit.build(PROBE_SOURCE, PROBE_KERNEL)
     t = torch.zeros(256, 256, dtype=torch.uint8, device=device if device is not None else "cuda")
-    maps = [make_tensor_map(t, (128, 64), swizzle_bytes=128) for _ in range(4)]
+    maps = [jit.make_tensor_map(t, (128, 64), swizzle_bytes=128) for _ in range(4)]
     scalars = (ctypes.c_int32(4096), ctypes.c_int32(7168), ctypes.c_int32(2048), ctypes.c_uint32(0),
                ctypes.c_int64(0), ctypes.c_float(1.5))
     return kernel, (*maps, *scalars), t
@@ -127,14 +136,12 @@ def launch_overhead_us(launches: int = 1000, warmup: int = 100) -> list[float]:
 
 
 def _warm_first_call() -> None:
-    """In a fresh process, with the disk cache warm: time build() and the first launch."""
+    """In a fresh process, with the disk cache warm: time jit.build() and the first launch."""
     torch.zeros(1, device="cuda")  # torch's CUDA start-up is not ours to count
     torch.cuda.synchronize()
     x = random_bytes(256, 256)
     t0 = time.perf_counter()
-    from . import build
-
-    build(roundtrip_source(64, 128, 1), ROUNDTRIP_KERNEL)
+    jit.build(roundtrip_source(64, 128, 1), ROUNDTRIP_KERNEL)
     t1 = time.perf_counter()
     run_roundtrip(x, 64, 128, 128)
     torch.cuda.synchronize()
@@ -149,9 +156,6 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("selftest: no CUDA device")
         return 1
-    from . import cache, compile_cuda
-    from .compiler import compiler_id
-
     cache_dir = tempfile.mkdtemp(prefix="fp8gemm-selftest-")
     os.environ["FP8GEMM_CACHE_DIR"] = cache_dir
     cache.clear_memory()
@@ -162,11 +166,13 @@ def main() -> int:
     cold = time.perf_counter() - t0
     print(f"cold compile (tma_roundtrip, empty cache): {1e3 * cold:.1f} ms  [{compiled.resources}]")
 
-    proc = subprocess.run([sys.executable, "-m", "fp8gemm.jit.selftest", "--warm-first-call"],
-                          capture_output=True, text=True, env=dict(os.environ))
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.jit_selftest", "--warm-first-call"],
+                          capture_output=True, text=True, env=env)
     if proc.returncode == 0 and proc.stdout.split():
         build_ms, first_ms = proc.stdout.split()[-2:]
-        print(f"warm-cache first call, fresh process: build() {build_ms} ms, "
+        print(f"warm-cache first call, fresh process: jit.build() {build_ms} ms, "
               f"build + first launch + sync {first_ms} ms")
     else:
         print(f"warm-cache first call: failed\n{proc.stdout}{proc.stderr}")

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
+from benchmarks.jit_selftest import PROBE_KERNEL, PROBE_SOURCE, ROUNDTRIP_KERNEL, roundtrip_source
 from fp8gemm.jit import CompileError, compile_cuda, sass
 from fp8gemm.jit import cache as jit_cache
 from fp8gemm.jit.artifacts import parse_ptxas_log, parse_res_usage
-from fp8gemm.jit.selftest import PROBE_KERNEL, PROBE_SOURCE, ROUNDTRIP_KERNEL, roundtrip_source
 from fp8gemm.jit.tools import find_nvcc, find_tool, res_usage
 
 HAVE_CUOBJDUMP = find_tool("cuobjdump") is not None

@@ -160,3 +160,16 @@ def test_repeat_calls_skip_checks_but_not_changed_layouts() -> None:
     # A bad out after good calls is still refused.
     with pytest.raises(ValueError, match="out"):
         gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out[:, :2000])
+
+
+# K not a multiple of 128 (a partial last scale block) and N not a multiple of 64 (a partial last
+# tile and a partial B scale block); the API allows k % 16 == 0 and n % 8 == 0. Odd M too.
+ODD = [(1, 136, 208), (7, 520, 1040), (33, 2056, 7184), (65, 72, 16), (100, 4104, 2064), (129, 1032, 7200)]
+
+
+@pytest.mark.parametrize(("m", "n", "k"), ODD)
+def test_odd_k_and_n(m: int, n: int, k: int) -> None:
+    assert k % 128 and n % 64
+    x = make_dense_inputs(m, n, k, seed=m + n + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)

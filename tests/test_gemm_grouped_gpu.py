@@ -105,6 +105,16 @@ def test_contiguous_tiles_over_three_b_scale_blocks() -> None:
     _check_contiguous(x)
 
 
+# K not a multiple of 128 and N not a multiple of 64 (partial scale blocks, a partial last tile).
+ODD_NK = [(136, 208), (520, 1040), (72, 7184), (2056, 2064)]
+
+
+@pytest.mark.parametrize(("n", "k"), ODD_NK)
+def test_contiguous_odd_k_and_n(n: int, k: int) -> None:
+    assert k % 128 and n % 64
+    _check_contiguous(make_contiguous_inputs([100, 0, 37, 256, 1], n, k, seed=n + k))
+
+
 def test_contiguous_is_bitwise_repeatable() -> None:
     x = make_contiguous_inputs([100, 0, 1000, 7], 1024, 2048, seed=2)
     first = _run_contiguous(x)
@@ -158,6 +168,14 @@ def test_masked_tiles_over_three_b_scale_blocks() -> None:
     x = make_masked_inputs(counts, 1024, 2112, 1024, seed=7)
     assert select_config("masked", 1024, 2112, 1024, 4, get_num_sms()).block_n == 176
     _check_masked_out(_run_masked(x, x.masked_m, 1024), x, counts)
+
+
+@pytest.mark.parametrize(("n", "k"), ODD_NK)
+def test_masked_odd_k_and_n(n: int, k: int) -> None:
+    assert k % 128 and n % 64
+    counts = [0, 5, 128, 33, 1]
+    x = make_masked_inputs(counts, 128, n, k, seed=n + k)
+    _check_masked_out(_run_masked(x, x.masked_m, 33), x, counts)
 
 
 def test_masked_m_above_max_m_is_clamped() -> None:

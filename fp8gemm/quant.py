@@ -13,10 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .utils import BLOCK
+
 __all__ = ["per_token_cast_to_fp8", "per_block_cast_to_fp8", "FP8_MAX", "BLOCK", "AMAX_MIN"]
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
-BLOCK = 128
 AMAX_MIN = 1e-4
 
 

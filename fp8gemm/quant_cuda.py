@@ -14,10 +14,10 @@ import torch
 
 from .device import is_sm90
 from .layout import get_tma_aligned_size
+from .utils import BLOCK
 
 __all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "KINDS"]
 
-BLOCK = 128
 THREADS = 256
 UNROLL = 2
 # dtype -> (ElemKind in the header, short name for the entry point)

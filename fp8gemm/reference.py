@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .utils import BLOCK
+
 __all__ = [
     "calc_diff",
     "gemm_nt_reference",
@@ -27,7 +29,6 @@ __all__ = [
     "m_grouped_masked",
 ]
 
-BLOCK = 128
 # A chunk of rows is sized so that its FP32 accumulator holds at most this many elements (64 MiB);
 # the peak extra memory is a few such buffers plus one FP32 K block of B.
 _MAX_CHUNK_ELEMENTS = 1 << 24

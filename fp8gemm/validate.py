@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from .layout import is_col_major_tma_aligned
-from .utils import ceil_div
+from .utils import BLOCK, ceil_div
 
 __all__ = [
     "check_dense",
@@ -42,7 +42,6 @@ __all__ = [
     "contiguous_layout_problem",
 ]
 
-BLOCK = 128
 _TMA_ALIGNMENT_BYTES = 16
 Pair = tuple[torch.Tensor, torch.Tensor]
 

@@ -3,7 +3,7 @@ cluster with TMA multicast, split-K, and forced tiles the heuristics pick only f
 (BLOCK_M 256 with two chains per warpgroup, BLOCK_N 192, B multicast on the grouped layouts, with
 pairs of M blocks that belong to different experts). Exits non-zero if any result is wrong.
 
-    compute-sanitizer --tool racecheck python tools/sanitize_check.py
+    compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
 """
 
 from __future__ import annotations

@@ -57,9 +57,10 @@ struct GemmTraits {
     // the promotion picks each column's scale at compile time.
     static constexpr int kBoundaryStep = gcd(Cfg::kBlockN, kBlockK);
     static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
-    // NOTES: the producer thread needs ~48 registers (at 40, ptxas spilled its tile state for
-    // some configs); the math warpgroups take the rest: 2 x 128 x 232 + 128 x 48 = 65536.
-    static constexpr int kProducerRegs = 48;
+    // NOTES: setmaxnreg moves registers inside the CTA's launch allocation (168 x 384 with two
+    // math warpgroups): the producer must free exactly what the math warpgroups take,
+    // (168 - 40) x 128 = (232 - 168) x 256; 48 for the producer deadlocks the raise.
+    static constexpr int kProducerRegs = 40;
     static constexpr int kMathRegs = kNumMathWarpgroups == 2 ? 232 : 240;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128 || Cfg::kBlockM == 256, "64-row chains");

@@ -1,6 +1,10 @@
-"""Time explicit kernel configs (and experiment flags) on one shape: for tuning the heuristics.
+"""Time explicit kernel configs on one shape (CUPTI kernel time, L2 flushed): for tuning the heuristics.
 
-    python tools/tune.py dense 4096 7168 16384 --variants "128,160,b" --exp none NO_MMA
+    python tools/tune.py dense 4096 7168 16384 --variants "128,192,b" "256,128,a,,3"
+
+`--define NAME[+NAME...]` compiles a variant with `-DNAME` for local experiments (a copy of the
+kernel with an `#ifdef NAME` that skips loads, the wgmma or the promotion, say). The production
+kernel has no such knobs; docs/KERNEL.md records what the earlier ones measured.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import dataclasses
 import torch
 
 from benchmarks.testing import calc_diff, make_dense_inputs
-from benchmarks.timing import time_kernel
+from benchmarks.timing import cupti_time_us
 from fp8gemm import launch
-from fp8gemm.config import _mma_buffers, _store_slab_cols, max_stages, select_config
+from fp8gemm.config import _store_slab_cols, max_stages, select_config
 
 
 def main() -> None:
@@ -23,9 +27,9 @@ def main() -> None:
     p.add_argument("n", type=int)
     p.add_argument("k", type=int)
     p.add_argument("--variants", nargs="*", default=[],
-                   help="BM,BN,multicast[,buffers[,stages[,k_splits[,raster]]]]")
-    p.add_argument("--exp", nargs="*", default=["none"],
-                   help="none | NO_MMA | NO_PROMOTE | NO_LOAD | NO_A | NO_B, joined by + (experiment knobs)")
+                   help="BM,BN,multicast[,raster[,stages[,k_splits]]]")
+    p.add_argument("--define", nargs="*", default=["none"],
+                   help="none, or macro names joined by + (compiled in as -DNAME), one variant each")
     args = p.parse_args()
     m, n, k = args.m, args.n, args.k
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
@@ -38,22 +42,19 @@ def main() -> None:
         parts = v.split(",")
         bm, bn, mc = int(parts[0]), int(parts[1]), parts[2]
         variant = dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=max_stages(bm, bn),
-                                      store_slab_cols=_store_slab_cols(bn),
-                                      mma_buffers=_mma_buffers(args.layout, bm, bn))
-        if len(parts) > 3:
-            variant = dataclasses.replace(variant, mma_buffers=int(parts[3]))
+                                      store_slab_cols=_store_slab_cols(bn))
+        if len(parts) > 3 and parts[3]:
+            variant = dataclasses.replace(variant, raster_width=int(parts[3]))
         if len(parts) > 4:
             variant = dataclasses.replace(variant, stages=int(parts[4]))
         if len(parts) > 5:
             variant = dataclasses.replace(variant, k_splits=int(parts[5]))
-        if len(parts) > 6:
-            variant = dataclasses.replace(variant, raster_width=int(parts[6]))
         configs.append(variant)
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:
-        for flags in args.exp:
-            fl = () if flags == "none" else tuple(f"-DFP8GEMM_EXP_{f}" for f in flags.split("+"))
+        for flags in args.define:
+            fl = () if flags == "none" else tuple(f"-D{f}" for f in flags.split("+"))
 
             def run(cfg=cfg, fl=fl):
                 launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,
@@ -62,7 +63,7 @@ def main() -> None:
                 run()
                 torch.cuda.synchronize()
                 diff = calc_diff(out, ref)
-                us = time_kernel(run, iters=30)
+                us = cupti_time_us(run, iters=30)
                 print(f"{str(cfg):90s} r={cfg.raster_width:<3d} {flags:28s} {us:8.1f} us "
                       f"{2*m*n*k/us/1e6:7.0f} TFLOPS diff={diff:.1e}", flush=True)
             except Exception as e:

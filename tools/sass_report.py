@@ -30,18 +30,16 @@ from fp8gemm.codegen import kernel_name, kernel_source  # noqa: E402
 from fp8gemm.config import GemmConfig, select_config  # noqa: E402
 
 # NOTES: set from what the lean main loop reaches (2026-11-29, ptxas of NVRTC 13): 256x128 (two
-# chains per warpgroup) 97 instructions per chain, 33 not FFMA (the reference kernel: 97 / 33);
-# 128-row tiles 82-151 per chain, 45-68 not FFMA (one chain carries the whole K block's overhead);
+# chains per warpgroup) 95-99 instructions per chain, 31-35 not FFMA (the reference kernel: 97 / 33);
+# 128-row tiles 58-159 per chain, 42-67 not FFMA (one chain carries the whole K block's overhead);
 # the old loop took 168-223 / 104-143. Budgets leave a little room for ptxas's scheduling.
 BUDGETS = {
-    # by the config's chains per warpgroup (1: BLOCK_M <= 128, 2: 256). NOTES: the 1-chain budget
-    # is set by the outlier 128x192 unicast loop (contiguous): 90 non-FFMA, 16 R2UR, 81 from wait
-    # to issue (register pressure at 232); every other 1-chain loop stays within 62 / 4 / 42.
-    "non_ffma_per_chain": {1: 95, 2: 40},
-    "non_ffma_wait_to_issue": 85,           # from a wgmma wait to the next QGMMA, FFMA not counted
+    # by the config's chains per warpgroup (1: BLOCK_M <= 128, 2: 256)
+    "non_ffma_per_chain": {1: 70, 2: 38},
+    "non_ffma_wait_to_issue": 45,           # from a wgmma wait to the next QGMMA, FFMA not counted
     "s2r": 0,
     "generic_ld_st": 0,
-    "r2ur": 16,
+    "r2ur": 4,
     "mbarrier_waits": 1,                    # per chain: one full-barrier wait per K block
     "spill_bytes": 0,
 }

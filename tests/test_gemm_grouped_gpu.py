@@ -17,7 +17,7 @@ from benchmarks.testing import (
 )
 from fp8gemm import gemm, reference
 from fp8gemm.config import select_config
-from fp8gemm.device import get_num_sms, is_sm90_available
+from fp8gemm.device import is_sm90_available
 from fp8gemm.shapes import load_shapes
 
 pytestmark = [
@@ -98,11 +98,35 @@ def test_contiguous_random(sizes: list[int], n: int, k: int) -> None:
     _check_contiguous(make_contiguous_inputs(sizes, n, k, seed=len(sizes)))
 
 
-def test_contiguous_tiles_over_three_b_scale_blocks() -> None:
-    # BLOCK_N = 176 on N = 2112: the tile at column 352 spans B scale blocks 2, 3 and 4.
-    x = make_contiguous_inputs([1024, 1000, 1024, 900], 2112, 1024, seed=6)
-    assert select_config("contiguous", x.a.shape[0], 2112, 1024, 4, get_num_sms()).block_n == 176
-    _check_contiguous(x)
+def _forced_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, multicast: str) -> None:
+    """Make the launcher use these tiles (the heuristics pick them only for some problems)."""
+    import dataclasses
+
+    from fp8gemm import launch
+    from fp8gemm.config import _store_slab_cols, max_stages
+
+    def select(layout, m, n, k, groups=1, num_sms=132):
+        base = select_config(layout, m, n, k, groups, num_sms)
+        return dataclasses.replace(base, block_m=block_m, block_n=block_n, multicast=multicast, k_splits=1,
+                                   stages=max_stages(block_m, block_n),
+                                   store_slab_cols=_store_slab_cols(block_n))
+
+    monkeypatch.setattr(launch, "select_config", select)
+
+
+# Tiles whose B scale block changes inside them, at every column the kernel is instantiated for:
+# BLOCK_N = 144 on N = 2112 starts tiles at offsets 0, 16, ..., 112 of a scale block (8 variants);
+# 192 meets the boundary at column 64; with B multicast, pairs of M blocks from different experts
+# load B unshared.
+STRADDLING_TILES = [(128, 144, "none"), (128, 192, "b"), (128, 160, "a")]
+
+
+@pytest.mark.parametrize(("block_m", "block_n", "multicast"), STRADDLING_TILES)
+def test_contiguous_tiles_over_two_b_scale_blocks(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int,
+                                                 multicast: str) -> None:
+    _forced_tiles(monkeypatch, block_m, block_n, multicast)
+    n = 2240 if multicast == "a" else 2112  # multicast of A needs an even N-block count (14 x 160)
+    _check_contiguous(make_contiguous_inputs([300, 1000, 129, 0, 900, 1], n, 1024, seed=6))
 
 
 # K not a multiple of 128 and N not a multiple of 64 (partial scale blocks, a partial last tile).
@@ -162,12 +186,16 @@ def test_masked_random(sizes: list[int], n: int, k: int) -> None:
     _check_masked_out(_run_masked(x, x.masked_m, _expected_m(sizes)), x, sizes)
 
 
-def test_masked_tiles_over_three_b_scale_blocks() -> None:
-    # BLOCK_N = 176 on N = 2112 (see the contiguous test above), with a partial and an empty group.
-    counts = [1024, 700, 0, 1024]
-    x = make_masked_inputs(counts, 1024, 2112, 1024, seed=7)
-    assert select_config("masked", 1024, 2112, 1024, 4, get_num_sms()).block_n == 176
-    _check_masked_out(_run_masked(x, x.masked_m, 1024), x, counts)
+@pytest.mark.parametrize(("block_m", "block_n", "multicast"), STRADDLING_TILES + [(256, 128, "a")])
+def test_masked_tiles_over_two_b_scale_blocks(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int,
+                                             multicast: str) -> None:
+    # With a partial group, an empty one and groups with an odd number of M blocks (B multicast
+    # gives them an empty partner).
+    _forced_tiles(monkeypatch, block_m, block_n, multicast)
+    n = 2240 if multicast == "a" else 2112
+    counts = [1024, 700, 0, 129]
+    x = make_masked_inputs(counts, 1024, n, 1024, seed=7)
+    _check_masked_out(_run_masked(x, x.masked_m, 512), x, counts)
 
 
 @pytest.mark.parametrize(("n", "k"), ODD_NK)

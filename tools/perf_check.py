@@ -90,10 +90,10 @@ def check_masked(counts, max_m, n, k, expected):
                                               f"pad_ok={pad_ok} nan={nan} diff={d:.1e} [{cfg}]"
 
 
-def variant(base, bm, bn, mc, stages=None):
+def variant(base, bm, bn, mc, stages=None, raster=None):
     return dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc,
                                stages=stages or max_stages(bm, bn), store_slab_cols=_store_slab_cols(bn),
-                               k_splits=1)
+                               k_splits=1, raster_width=raster or base.raster_width)
 
 
 def run_dense_config(cfg, x, out, m):
@@ -114,7 +114,7 @@ def sweep_dense(m, n, k, variants, lines):
             d = calc_diff(out, ref)
             us = cupti_time_us(lambda v=v, out=out: run_dense_config(v, x, out, m), iters=15)
             lines.append(f"sweep dense {m}x{n}x{k} BM={v.block_m} BN={v.block_n} mc={v.multicast} "
-                         f"s={v.stages}: {us:8.1f} us {2*m*n*k/us/1e6:6.0f} TF diff={d:.1e}")
+                         f"s={v.stages} r={v.raster_width}: {us:8.1f} us {2*m*n*k/us/1e6:6.0f} TF diff={d:.1e}")
         except Exception as e:  # one bad variant must not hide the others
             lines.append(f"sweep dense {m}x{n}x{k} {v}: ERROR {type(e).__name__}: {str(e)[:150]}")
         print(lines[-1], flush=True)
@@ -242,9 +242,13 @@ def main() -> int:
             lines.append(("PASS " if ok else "FAIL ") + line + f" ({time.time() - t0:.1f}s)")
             print(lines[-1], flush=True)
     if args.sweep:
-        sweep_dense(128, 7168, 16384, [(64, 112, "none"), (128, 112, "none")], lines)
-        sweep_dense(128, 7168, 2048, [(64, 112, "none"), (64, 64, "none")], lines)
-        sweep_dense(64, 7168, 16384, [(64, 112, "none"), (64, 128, "none")], lines)
+        sweep_dense(4096, 32768, 512, [(256, 128, "a", None, 8), (256, 128, "a", None, 32), (256, 128, "none")],
+                    lines)
+        sweep_dense(4096, 2112, 7168, [(128, 192, "b", None, 8), (128, 192, "b", None, 32)], lines)
+        sweep_grouped("masked", spread_sizes(4, 256, 5, 950), 7168, 2048, 256,
+                      [(128, 128, "a"), (128, 192, "b"), (128, 112, "a"), (64, 160, "b")], lines)
+        sweep_grouped("masked", spread_sizes(2, 512, 2, 1069), 4096, 7168, 512,
+                      [(128, 160, "a"), (128, 192, "b"), (128, 128, "b")], lines)
     if not args.no_time:
         time_shapes(lines, rows)
         dense = [r for r in rows if r["kind"] == "dense"]

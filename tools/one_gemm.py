@@ -1,6 +1,7 @@
 """One dense GEMM call after a warm-up, for profilers (ncu -k regex:fp8gemm -c 1 ...).
 
-    PYTHONPATH=. ncu --clock-control none -k regex:fp8gemm_dense -s 1 -c 1 python tools/one_gemm.py 4096 32768 512
+    PYTHONPATH=. ncu --clock-control none -k regex:fp8gemm_dense -s 1 -c 1 \
+        python tools/one_gemm.py 4096 32768 512
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def sweep_dense(m, n, k, variants, lines):
             d = calc_diff(out, ref)
             us = cupti_time_us(lambda v=v, out=out: run_dense_config(v, x, out, m), iters=15)
             lines.append(f"sweep dense {m}x{n}x{k} BM={v.block_m} BN={v.block_n} mc={v.multicast} "
-                         f"s={v.stages} r={v.raster_width}: {us:8.1f} us {2*m*n*k/us/1e6:6.0f} TF diff={d:.1e}")
+                         f"s={v.stages} r={v.raster_width}: {us:8.1f} us {2*m*n*k/us/1e6:6.0f} TF "
+                         f"diff={d:.1e}")
         except Exception as e:  # one bad variant must not hide the others
             lines.append(f"sweep dense {m}x{n}x{k} {v}: ERROR {type(e).__name__}: {str(e)[:150]}")
         print(lines[-1], flush=True)
@@ -242,8 +243,8 @@ def main() -> int:
             lines.append(("PASS " if ok else "FAIL ") + line + f" ({time.time() - t0:.1f}s)")
             print(lines[-1], flush=True)
     if args.sweep:
-        sweep_dense(4096, 32768, 512, [(256, 128, "a", None, 8), (256, 128, "a", None, 32), (256, 128, "none")],
-                    lines)
+        sweep_dense(4096, 32768, 512,
+                    [(256, 128, "a", None, 8), (256, 128, "a", None, 32), (256, 128, "none")], lines)
         sweep_dense(4096, 2112, 7168, [(128, 192, "b", None, 8), (128, 192, "b", None, 32)], lines)
         sweep_grouped("masked", spread_sizes(4, 256, 5, 950), 7168, 2048, 256,
                       [(128, 128, "a"), (128, 192, "b"), (128, 112, "a"), (64, 160, "b")], lines)

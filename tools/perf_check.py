@@ -243,13 +243,17 @@ def main() -> int:
             lines.append(("PASS " if ok else "FAIL ") + line + f" ({time.time() - t0:.1f}s)")
             print(lines[-1], flush=True)
     if args.sweep:
-        sweep_dense(4096, 32768, 512,
-                    [(256, 128, "a", None, 8), (256, 128, "a", None, 32), (256, 128, "none")], lines)
-        sweep_dense(4096, 2112, 7168, [(128, 192, "b", None, 8), (128, 192, "b", None, 32)], lines)
-        sweep_grouped("masked", spread_sizes(4, 256, 5, 950), 7168, 2048, 256,
-                      [(128, 128, "a"), (128, 192, "b"), (128, 112, "a"), (64, 160, "b")], lines)
-        sweep_grouped("masked", spread_sizes(2, 512, 2, 1069), 4096, 7168, 512,
-                      [(128, 160, "a"), (128, 192, "b"), (128, 128, "b")], lines)
+        # masked shapes of shapes.json with the reference run's valid rows
+        for g, mpg, n, k, rows, tiles in [
+                (1, 1024, 4096, 7168, 909, [(128, 128, "a"), (128, 160, "a"), (128, 144, "b")]),
+                (2, 512, 4096, 7168, 1069, [(128, 128, "a"), (128, 160, "a"), (128, 144, "b")]),
+                (4, 256, 4096, 7168, 1155, [(128, 128, "a"), (128, 160, "a")]),
+                (1, 1024, 7168, 2048, 871, [(128, 160, "b"), (128, 128, "a"), (128, 144, "a")]),
+                (2, 512, 7168, 2048, 958, [(128, 160, "b"), (128, 128, "a"), (128, 144, "a")]),
+                (4, 256, 7168, 2048, 950, [(128, 128, "a"), (128, 144, "a")]),
+                (32, 192, 6144, 7168, 5750, [(128, 160, "b"), (128, 128, "a")]),
+                (32, 20, 6144, 7168, 624, [(64, 128, "b"), (64, 128, "a"), (64, 160, "b"), (64, 64, "a")])]:
+            sweep_grouped("masked", spread_sizes(g, mpg, g, rows), n, k, mpg, tiles, lines)
     if not args.no_time:
         time_shapes(lines, rows)
         dense = [r for r in rows if r["kind"] == "dense"]

@@ -7,10 +7,10 @@ arithmetic mirrors `include/fp8gemm/smem_layout.cuh` (the kernel re-checks it at
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from . import env
 from .utils import round_up
 
 CONTIGUOUS_ALIGNMENT = 128  # rows: each group of the contiguous layout starts on a multiple
@@ -244,7 +244,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
                         store_slab_cols=_store_slab_cols(block_n), k_splits=k_splits)
-    if os.environ.get("FP8GEMM_PRINT_CONFIGS", os.environ.get("DG_PRINT_CONFIGS", "0")) not in ("", "0"):
+    if env.print_configs():
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config
 

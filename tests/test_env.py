@@ -77,7 +77,4 @@ def test_no_module_reads_the_environment_elsewhere() -> None:
         for line_no, line in enumerate(path.read_text().splitlines(), 1):
             if readers.search(line):
                 offenders.append(f"{path.relative_to(package)}:{line_no}: {line.strip()}")
-    known = [o for o in offenders if o.startswith(("config.py", "bench.py"))]
-    if known and len(known) == len(offenders):
-        pytest.xfail(f"config.py/bench.py still read the environment themselves (lead / issue 12): {known}")
     assert not offenders

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from . import device, jit
-from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kernel_source
-from .config import BLOCK_K, GemmConfig, grid_size, select_config
+from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kernel_source, tma_boxes
+from .config import GemmConfig, grid_size, select_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
 from .utils import ceil_div
@@ -89,13 +89,12 @@ def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int]
                  grouped: torch.Tensor | None, rows: int, workspace: torch.Tensor | None) -> tuple:
     """The GEMM kernel's arguments, in its parameter order (the one place that knows that order)."""
     k = a2d.shape[1]
-    half_a = config.multicast == "a"
-    half_b = config.multicast == "b"
-    tmap_a = _tensor_map(a2d, (k, a2d.shape[0]), (k,), (BLOCK_K, config.block_m // (2 if half_a else 1)), 128)
-    tmap_b = _tensor_map(b2d, (k, b2d.shape[0]), (k,), (BLOCK_K, config.block_n // (2 if half_b else 1)), 128)
-    tmap_sa = _tensor_map(sa, sa_dims, (sa_stride,), (config.block_m, 1), 0)
-    slab = config.store_slab_cols
-    tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (slab, 64), slab * 2)
+    box = tma_boxes(config)
+    tmap_a = _tensor_map(a2d, (k, a2d.shape[0]), (k,), (box["a"].cols, box["a"].rows), box["a"].swizzle)
+    tmap_b = _tensor_map(b2d, (k, b2d.shape[0]), (k,), (box["b"].cols, box["b"].rows), box["b"].swizzle)
+    tmap_sa = _tensor_map(sa, sa_dims, (sa_stride,), (box["sa"].cols, box["sa"].rows), box["sa"].swizzle)
+    tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (box["d"].cols, box["d"].rows),
+                         box["d"].swizzle)
     return (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
             workspace if workspace is not None else _NULL, ctypes.c_int32(rows))
 

@@ -73,6 +73,12 @@ struct GemmTraits {
     static_assert(!Cfg::kMulticastA || ceil_div(Cfg::kShapeN, Cfg::kBlockN) % 2 == 0,
                   "multicast of A pairs N blocks");
     static_assert(SmemLayout<Cfg>::kDynamicBytes == Cfg::kSmemBytes, "config.py and smem_layout.cuh disagree");
+    // The tensor maps' boxes (codegen.tma_boxes) are what the loads and stores below assume.
+    static_assert(Cfg::kBoxRowsA == (Cfg::kMulticastA ? Cfg::kBlockM / 2 : Cfg::kBlockM), "A box: tile or half");
+    static_assert(Cfg::kBoxRowsB == (Cfg::kMulticastB ? Cfg::kBlockN / 2 : Cfg::kBlockN), "B box: tile or half");
+    static_assert(Cfg::kBoxRowsSA == Cfg::kBlockM, "A-scale box: the tile's rows");
+    static_assert(Cfg::kBoxColsD == Cfg::kStoreSlabCols && Cfg::kSwizzleD == Cfg::kStoreSlabCols * 2,
+                  "D box: one staging slab, swizzled like staged_offset");
     static_assert(Cfg::kKSplits == 1 || (Cfg::kLayout == GemmLayout::kDense && Cfg::kClusterSize == 1),
                   "split-K is for dense GEMMs without multicast");
 };

@@ -96,8 +96,8 @@ QUICK = [
     ("dense", (1, 7168, 16384)),
     ("dense", (128, 7168, 16384)),
     ("dense", (64, 7168, 16384)),
-    ("dense", (4096, 2112, 7168)),  # BN=176: tiles over three B scale blocks
-    ("contiguous", ([1024, 1000, 1024, 900], 2112, 1024)),  # BN=176 as well
+    ("dense", (4096, 2112, 7168)),  # BN=192 with B multicast: tiles over two B scale blocks
+    ("contiguous", ([1024, 1000, 1024, 900], 2112, 1024)),  # BN=192, unicast
     ("contiguous", ([100, 300, 0, 256], 512, 1024)),
     ("contiguous", ([8192] * 4, 4096, 7168)),
     ("masked", ([20, 0, 64, 130], 256, 512, 1024, 64)),

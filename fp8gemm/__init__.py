@@ -48,9 +48,9 @@ __all__ = [
 
 def __getattr__(name: str):
     # `fp8gemm.precompile(...)` without importing the pool/argparse machinery at `import fp8gemm`:
-    # the submodule is callable (see fp8gemm/precompile.py) and imported on first access.
+    # the function lives in fp8gemm/aot.py, imported on first access.
     if name == "precompile":
         import importlib
 
-        return importlib.import_module(".precompile", __name__)
+        return importlib.import_module(".aot", __name__).precompile
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -117,7 +117,7 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def _precompile(argv: Sequence[str]) -> int:
-    return int(importlib.import_module("fp8gemm.precompile").main(list(argv)) or 0)
+    return int(importlib.import_module("fp8gemm.aot").main(list(argv)) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("check", help="print the environment: torch, CUDA, GPU, NVRTC")
     sub.add_parser("bench", help="benchmark, in a checkout (arguments go to benchmarks/bench.py)",
                    add_help=False)
-    sub.add_parser("precompile", help="compile kernels ahead of time (arguments go to fp8gemm.precompile)",
+    sub.add_parser("precompile", help="compile kernels ahead of time (arguments go to fp8gemm.aot)",
                    add_help=False)
 
     argv = list(sys.argv[1:] if argv is None else argv)

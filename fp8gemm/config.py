@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from . import env
-from .utils import round_up
+from .utils import BLOCK, round_up
 
 CONTIGUOUS_ALIGNMENT = 128  # rows: each group of the contiguous layout starts on a multiple
 
-BLOCK_K = 128
+BLOCK_K = BLOCK  # one scale block along K: the kernel's K step
 SMEM_LIMIT = 232448  # opt-in shared memory per block on H100/H200 (227 KiB)
 _ALIGN_SLACK = 1024
 LAYOUTS = ("dense", "contiguous", "masked")

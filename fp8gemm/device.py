@@ -11,6 +11,8 @@ from functools import cache
 
 import torch
 
+from .config import SMEM_LIMIT
+
 __all__ = [
     "set_num_sms",
     "get_num_sms",
@@ -23,7 +25,7 @@ __all__ = [
 
 # H200 (and H100 SXM) figures, used when no GPU is present.
 _DEFAULT_NUM_SMS = 132
-_DEFAULT_MAX_SMEM_PER_BLOCK = 232448
+_DEFAULT_MAX_SMEM_PER_BLOCK = SMEM_LIMIT  # the heuristics size tiles for it (config.py)
 
 _num_sms_override: int | None = None
 

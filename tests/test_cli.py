@@ -39,7 +39,7 @@ def test_bench_outside_a_checkout_says_where_it_lives(monkeypatch, tmp_path, cap
 
 
 @pytest.mark.parametrize("command,module",
-                         [("bench", "benchmarks.bench"), ("precompile", "fp8gemm.precompile")])
+                         [("bench", "benchmarks.bench"), ("precompile", "fp8gemm.aot")])
 def test_subcommand_dispatches_arguments(command, module, monkeypatch):
     seen = []
     fake = type(sys)(module)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from fp8gemm import launch, precompile
+from fp8gemm import aot as precompile
+from fp8gemm import launch
 from fp8gemm.jit.artifacts import CompiledKernel, PtxasResources
 from fp8gemm.shapes import DenseShape, GroupedShape, ShapeSet, load_shapes
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fp8gemm import launch, precompile
+from fp8gemm import aot as precompile
+from fp8gemm import launch
 from fp8gemm.jit import compiler
 from fp8gemm.jit.artifacts import CompiledKernel, PtxasResources
 

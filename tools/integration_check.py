@@ -91,7 +91,7 @@ t_call = time.perf_counter() - t1
 per_shape = {}
 from fp8gemm import launch
 from fp8gemm.jit import compile_cuda
-from fp8gemm.precompile import plan_requests
+from fp8gemm.aot import plan_requests
 from fp8gemm.shapes import load_shapes
 for request in plan_requests(load_shapes(sys.argv[1])):  # warm fetch time of each shape's kernel
     t = time.perf_counter()

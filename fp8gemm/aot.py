@@ -22,7 +22,7 @@ M <= 8192). So:
 - contiguous shapes: the total rows ``groups * round_up(m_per_group, 128)``; masked shapes:
   ``expected_m = m_per_group``.
 
-From Python, the module itself is callable: ``fp8gemm.precompile(model)`` is `precompile` below; it
+From Python, ``fp8gemm.precompile(model)`` is `precompile` below (this module is ``fp8gemm.aot``); it
 takes a shapes file, a `ShapeSet`, ``(m, n, k)`` / ``(n, k)`` tuples, or a ``torch.nn.Module``
 whose ``nn.Linear`` layers give the ``(n, k)`` = ``(out_features, in_features)``.
 """
@@ -37,7 +37,6 @@ import operator
 import os
 import sys
 import time
-import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -441,15 +440,6 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(results, time.perf_counter() - started))
     return 1 if any(r.error or r.has_spills for r in results) else 0
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``fp8gemm.precompile(...)`` call `precompile` while ``fp8gemm.precompile`` stays this module."""
-
-    def __call__(self, *args, **kwargs) -> list[PrecompileResult]:
-        return precompile(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 
 if __name__ == "__main__":

@@ -113,3 +113,20 @@ def test_each_config_gets_its_own_kernel_name_and_constants() -> None:
     assert f"kShapeN = {a.n};" in src and f"kBlockN = {a.block_n};" in src
     assert f"kSmemBytes = {a.smem_bytes};" in src and f"m64n{a.block_n}k32" in src
     assert f'extern "C" __global__ void __launch_bounds__({a.num_threads}, 1)\n{kernel_name(a)}(' in src
+
+
+@pytest.mark.parametrize("layout,m,n,k,groups", CASES)
+def test_tma_boxes_match_the_tiles_the_kernel_loads(layout: str, m: int, n: int, k: int, groups: int) -> None:
+    from fp8gemm.codegen import tma_boxes
+
+    c = select_config(layout, m, n, k, groups, 132)
+    box = tma_boxes(c)
+    assert (box["a"].cols, box["a"].rows) == (BLOCK_K, c.block_m // (2 if c.multicast == "a" else 1))
+    assert (box["b"].cols, box["b"].rows) == (BLOCK_K, c.block_n // (2 if c.multicast == "b" else 1))
+    assert box["a"].swizzle == box["b"].swizzle == 128  # what the wgmma descriptors assume
+    assert (box["sa"].cols, box["sa"].rows, box["sa"].swizzle) == (c.block_m, 1, 0)
+    assert (box["d"].cols, box["d"].rows, box["d"].swizzle) == (c.store_slab_cols, 64, 2 * c.store_slab_cols)
+    # The generated source carries them for the kernel's static_asserts.
+    src = kernel_source(c)
+    assert f"kBoxRowsA = {box['a'].rows};" in src and f"kBoxRowsB = {box['b'].rows};" in src
+    assert f"kBoxColsD = {box['d'].cols};" in src

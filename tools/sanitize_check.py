@@ -1,7 +1,8 @@
 """Small GEMMs for compute-sanitizer (memcheck, racecheck, synccheck): every layout, a 2-CTA
-cluster with TMA multicast, split-K, and forced tiles the heuristics pick only for large problems
-(BLOCK_M 256 with two chains per warpgroup, BLOCK_N 192, B multicast on the grouped layouts, with
-pairs of M blocks that belong to different experts). Exits non-zero if any result is wrong.
+cluster with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced
+tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup,
+BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
+experts). Exits non-zero if any result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
 """
@@ -74,6 +75,20 @@ def main() -> int:
     fp8gemm.set_num_sms(torch.cuda.get_device_properties(0).multi_processor_count)
     print(select_config("dense", 64, 1024, 4096, 1, fp8gemm.get_num_sms()), flush=True)
     worst = max(worst, dense(64, 1024, 4096))  # split-K
+    # K % 128 != 0 and N % 64 != 0: partial scale blocks along K, a partial last N tile.
+    worst = max(worst, dense(7, 520, 1040), dense(130, 136, 208))
+    x = make_contiguous_inputs([100, 0, 37, 1], 136, 208)
+    out = torch.full((x.a.shape[0], 136), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
+    ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+    valid = x.m_indices >= 0
+    worst = max(worst, calc_diff(out[valid], ref[valid]))
+    y = make_masked_inputs([5, 0, 70], 128, 520, 1040)
+    out = torch.full((3, 128, 520), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 32)
+    ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
+    rows = torch.arange(128, device="cuda")[None, :] < y.masked_m[:, None]
+    worst = max(worst, calc_diff(out[rows], ref[rows]))
     x = make_contiguous_inputs([100, 0, 200], 256, 512)
     out = torch.full((x.a.shape[0], 256), float("nan"), dtype=torch.bfloat16, device="cuda")
     fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)

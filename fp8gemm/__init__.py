@@ -2,6 +2,8 @@
 
 Activations are scaled per 1x128 block, weights per 128x128 block, accumulation is FP32 and the
 output BF16. Dense, M-grouped contiguous and M-grouped masked GEMMs; kernels are JIT-compiled.
+Training: FP32-output GEMMs with 1x128 scales on both operands (dense, k-grouped) and autograd layers
+in `fp8gemm.nn`.
 """
 
 from . import ops  # noqa: F401  (registers torch.ops.fp8gemm.*; no CUDA work at import)
@@ -20,7 +22,14 @@ from .layout import (
     get_m_alignment_for_contiguous_layout,
     get_tma_aligned_size,
 )
-from .quant import per_block_cast_to_fp8, per_token_cast_to_fp8
+from .quant import (
+    k_grouped_per_channel_transpose_cast_to_fp8,
+    per_block_cast_to_fp8,
+    per_channel_transpose_cast_to_fp8,
+    per_token_cast_to_fp8,
+    transpose_per_block_fp8,
+)
+from .training import k_grouped_fp8_gemm_nt_contiguous, wgrad_gemm_fp8_fp8_fp32_nt
 
 __version__ = "0.1.0"
 
@@ -32,6 +41,8 @@ __all__ = [
     "fp8_gemm_nt",
     "m_grouped_fp8_gemm_nt_contiguous",
     "m_grouped_fp8_gemm_nt_masked",
+    "k_grouped_fp8_gemm_nt_contiguous",
+    "wgrad_gemm_fp8_fp8_fp32_nt",
     "set_num_sms",
     "get_num_sms",
     "get_tma_aligned_size",
@@ -41,7 +52,11 @@ __all__ = [
     "UnsupportedGPUError",
     "per_token_cast_to_fp8",
     "per_block_cast_to_fp8",
+    "per_channel_transpose_cast_to_fp8",
+    "k_grouped_per_channel_transpose_cast_to_fp8",
+    "transpose_per_block_fp8",
     "ops",
+    "nn",
     "precompile",
 ]
 
@@ -53,4 +68,8 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".aot", __name__).precompile
+    if name == "nn":  # the autograd layers, on first access (fp8gemm.nn or `from fp8gemm import nn`)
+        import importlib
+
+        return importlib.import_module(".nn", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,9 @@ necessarily torch's current one) and is queued on that device's current stream.
 
 Two spellings of each GEMM: the established names (``gemm_fp8_fp8_bf16_nt(lhs, rhs, out)`` & co.) and
 the newer ones (``fp8_gemm_nt(a, b, d, c=None, recipe=None, compiled_dims="nk",
-disable_ue8m0_cast=False)`` & co.), which take the newer keyword arguments too.
+disable_ue8m0_cast=False)`` & co.), which take the newer keyword arguments too. With a float32 ``d``,
+``fp8_gemm_nt`` is the training GEMM (1x128 scales on both operands, FP32 output, optional ``c``):
+`fp8gemm.training`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from . import env, reference, validate
 from .device import require_sm90
 from .layout import get_col_major_tma_aligned_tensor
+from .training import RECIPE_1X128, fp8_gemm_nt_fp32
 
 __all__ = [
     "gemm_fp8_fp8_bf16_nt",
@@ -189,14 +192,14 @@ def _check_newer_arguments(a: object, b: object, c: object, recipe: object, comp
     """The keyword arguments of the newer names: what is supported works, the rest says so."""
     if c is not None:
         raise NotImplementedError(
-            "c: an FP32 accumulator (d = c + a @ b.T) is not supported yet; it comes with the training "
-            "GEMMs (FP32 output). Pass c=None: d is overwritten with the BF16 product."
+            "c: an FP32 accumulator (d = c + a @ b.T) needs an FP32 d and 1x128 scales on both operands "
+            "(the training GEMM); with a BF16 d pass c=None: d is overwritten with the BF16 product."
         )
     if recipe is not None:
         if not isinstance(recipe, (tuple, list)) or tuple(recipe) != _RECIPE:
             raise NotImplementedError(
-                f"recipe: only {_RECIPE} (1x128 activation scales, 128x128 weight scales) is supported, "
-                f"got {recipe!r}"
+                f"recipe: only {_RECIPE} (1x128 activation scales, 128x128 weight scales) is supported "
+                f"with a BF16 d ({RECIPE_1X128}, 1x128 on both, takes an FP32 d), got {recipe!r}"
             )
     if not isinstance(compiled_dims, str):
         raise TypeError(f"compiled_dims: expected a str, got {type(compiled_dims).__name__}")
@@ -215,18 +218,32 @@ def fp8_gemm_nt(
     a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Tensor | None = None,
     recipe: tuple[int, int, int] | None = None, compiled_dims: str = "nk", disable_ue8m0_cast: bool = False,
 ) -> None:
-    """`gemm_fp8_fp8_bf16_nt` under its newer name and parameter names: ``d = a @ b.T``.
+    """The dense GEMM under its newer name: BF16 ``d = a @ b.T``, or FP32 ``d = c + a @ b.T``.
+
+    The dtype of ``d`` picks the GEMM:
+
+    * bfloat16 ``d``: `gemm_fp8_fp8_bf16_nt` (1x128 scales on a, 128x128 on b); ``c`` must be None.
+    * float32 ``d``: the training GEMM, 1x128 scales on both operands (``sb`` is ``[n, ceil(k/128)]``)
+      and an optional accumulator ``c`` (in place when ``d is c``): `fp8gemm.training.fp8_gemm_nt_fp32`,
+      semantics `fp8gemm.reference.gemm_nt_fp32_reference`. On CUDA tensors it computes through that
+      reference code on the GPU for now: correct, not yet accelerated.
 
     Args:
         a: ``(a, sa)`` as ``lhs`` of `gemm_fp8_fp8_bf16_nt`.
-        b: ``(b, sb)`` as ``rhs``.
-        d: bfloat16 ``[m, n]``, overwritten (``out``).
-        c: must be None: an FP32 accumulator is not supported yet (``NotImplementedError``).
-        recipe: None or ``(1, 128, 128)``, the only scaling recipe (else ``NotImplementedError``).
+        b: ``(b, sb)`` as ``rhs`` (BF16 ``d``), or with 1x128 scales ``sb [n, ceil(k/128)]`` (FP32 ``d``).
+        d: bfloat16 or float32 ``[m, n]``, overwritten (``out``).
+        c: None; with an FP32 ``d`` also ``d`` itself or a float32 ``[m, n]`` (``NotImplementedError``
+            with a BF16 ``d``).
+        recipe: None, or ``(1, 128, 128)`` with a BF16 ``d``, ``(1, 1, 128)`` with an FP32 ``d`` (else
+            ``NotImplementedError``).
         compiled_dims: accepted and ignored: N and K are always compile-time constants here.
         disable_ue8m0_cast: accepted, no effect: on sm_90 the scales are float32 and never cast to
             UE8M0 (int32 UE8M0 scales raise ``NotImplementedError``).
     """
+    if isinstance(d, torch.Tensor) and d.dtype == torch.float32:
+        _check_newer_arguments(a, b, None, None, compiled_dims, disable_ue8m0_cast)
+        fp8_gemm_nt_fp32(a, b, d, c, recipe)
+        return
     _check_newer_arguments(a, b, c, recipe, compiled_dims, disable_ue8m0_cast)
     gemm_fp8_fp8_bf16_nt(a, b, d)
 

@@ -5,6 +5,12 @@
     torch.ops.fp8gemm.m_grouped_gemm_nt_masked(a, sa, b, sb, out, masked_m, expected_m) -> None
     torch.ops.fp8gemm.per_token_cast_to_fp8_tma(x) -> (q, sa)   # sa in the TMA-aligned layout
 
+and the training GEMMs (FP32 output, 1x128 scales on both operands; ``accumulate``: ``d +=`` rather
+than ``d =``; a k-grouped group with no tokens leaves its ``d[g]`` untouched)::
+
+    torch.ops.fp8gemm.gemm_nt_fp32(a, sa, b, sb, d, accumulate)                      -> None
+    torch.ops.fp8gemm.k_grouped_gemm_nt_contiguous(a, sa, b, sb, d, ks_tensor, accumulate) -> None
+
 Each op writes into ``out`` (``mutates_args=("out",)``), exactly like the public functions. We chose
 mutating ops over functional ones because they keep the library's semantics (rows past ``masked_m``
 and padding rows of the contiguous layout are left untouched) and allocate nothing: under
@@ -24,10 +30,16 @@ from __future__ import annotations
 
 import torch
 
-from . import gemm, quant, validate
+from . import gemm, quant, training, validate
 from .layout import get_tma_aligned_size
 
-__all__ = ["gemm_nt", "m_grouped_gemm_nt_contiguous", "m_grouped_gemm_nt_masked"]
+__all__ = [
+    "gemm_nt",
+    "m_grouped_gemm_nt_contiguous",
+    "m_grouped_gemm_nt_masked",
+    "gemm_nt_fp32",
+    "k_grouped_gemm_nt_contiguous",
+]
 
 _TAGS = tuple(
     getattr(torch.Tag, name) for name in ("needs_exact_strides",) if hasattr(torch.Tag, name)
@@ -93,6 +105,33 @@ _define("m_grouped_gemm_nt_masked(Tensor a, Tensor sa, Tensor b, Tensor sb, Tens
         "Tensor masked_m, SymInt expected_m) -> ()", _masked, _masked_fake)
 
 
+
+def _gemm_nt_fp32(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+                  accumulate: bool) -> None:
+    training.fp8_gemm_nt_fp32((a, sa), (b, sb), d, d if accumulate else None)
+
+
+def _gemm_nt_fp32_fake(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
+                       d: torch.Tensor, accumulate: bool) -> None:
+    validate.check_dense_fp32((a, sa), (b, sb), d)
+
+
+def _k_grouped(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+               ks_tensor: torch.Tensor, accumulate: bool) -> None:
+    training.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, None, ks_tensor, d if accumulate else None)
+
+
+def _k_grouped_fake(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+                    ks_tensor: torch.Tensor, accumulate: bool) -> None:
+    validate.check_k_grouped((a, sa), (b, sb), d, None, ks_tensor)
+
+
+_define("gemm_nt_fp32(Tensor a, Tensor sa, Tensor b, Tensor sb, Tensor(a!) d, bool accumulate) -> ()",
+        _gemm_nt_fp32, _gemm_nt_fp32_fake)
+_define("k_grouped_gemm_nt_contiguous(Tensor a, Tensor sa, Tensor b, Tensor sb, Tensor(a!) d, "
+        "Tensor ks_tensor, bool accumulate) -> ()", _k_grouped, _k_grouped_fake)
+
+
 @torch.library.custom_op("fp8gemm::per_token_cast_to_fp8_tma", mutates_args=(), tags=_TAGS)
 def _per_token_cast_tma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return quant.per_token_cast_tma_impl(x)
@@ -134,3 +173,28 @@ def m_grouped_gemm_nt_masked(
     out = torch.zeros((a.shape[0], a.shape[1], b.shape[1]), dtype=torch.bfloat16, device=a.device)
     torch.ops.fp8gemm.m_grouped_gemm_nt_masked(a, sa, b, sb, out, masked_m, expected_m)
     return out
+
+
+def gemm_nt_fp32(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, c: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Functional FP32-output GEMM (1x128 on both): a new float32 ``[m, n]`` = ``c + a @ b.T``
+    (``a @ b.T`` without ``c``; ``c`` itself is not modified)."""
+    if c is None:
+        d = torch.empty((a.shape[0], b.shape[0]), dtype=torch.float32, device=a.device)
+    else:
+        d = c.clone()
+    torch.ops.fp8gemm.gemm_nt_fp32(a, sa, b, sb, d, c is not None)
+    return d
+
+
+def k_grouped_gemm_nt_contiguous(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, ks_tensor: torch.Tensor,
+    c: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Functional k-grouped GEMM: a new float32 ``[g, m, n]`` with ``d[g] = c[g] + a_g @ b_g.T``; groups
+    with no tokens hold ``c[g]`` (zeros without ``c``). ``c`` itself is not modified."""
+    shape = (ks_tensor.shape[0], a.shape[0], b.shape[0])
+    d = torch.zeros(shape, dtype=torch.float32, device=a.device) if c is None else c.clone()
+    torch.ops.fp8gemm.k_grouped_gemm_nt_contiguous(a, sa, b, sb, d, ks_tensor, c is not None)
+    return d

@@ -13,9 +13,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .utils import BLOCK
+from .utils import BLOCK, ceil_div
 
-__all__ = ["per_token_cast_to_fp8", "per_block_cast_to_fp8", "FP8_MAX", "BLOCK", "AMAX_MIN"]
+__all__ = [
+    "per_token_cast_to_fp8",
+    "per_block_cast_to_fp8",
+    "per_channel_transpose_cast_to_fp8",
+    "k_grouped_per_channel_transpose_cast_to_fp8",
+    "transpose_per_block_fp8",
+    "FP8_MAX",
+    "BLOCK",
+    "AMAX_MIN",
+]
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
 AMAX_MIN = 1e-4
@@ -112,3 +121,156 @@ def per_block_cast_to_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = _scale_of(amax)
     q = _to_fp8(blocks, scale[..., :, None, :, None]).view(*x.shape[:-2], nb * BLOCK, kb * BLOCK)
     return q[..., :n, :k].contiguous(), scale.contiguous()
+
+
+# ------------------------------------------------------------------------------------ training
+# The weight-gradient GEMMs take both operands K-major with K = tokens: dW = dY^T @ X needs dY^T
+# [out, tokens] and X^T [in, tokens], each scaled per channel (row) and per 128 tokens. The helpers
+# below quantize token-major tensors ([tokens, channels], as activations and their gradients come)
+# straight into that transposed layout. The dgrad GEMM dX = dY @ W is the forward GEMM with W^T as B:
+# `transpose_per_block_fp8` transposes an FP8 weight and its 128x128 scales (exactly: same FP8 values).
+
+
+def per_channel_transpose_cast_to_fp8(
+    x: torch.Tensor, *, tma_aligned_scales: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize ``x [t, c]`` per channel and per 128 tokens, into the transposed, K-major layout.
+
+    ``q[j, i] ~= x[i, j] / scale[j, i // 128]``: exactly `per_token_cast_to_fp8` of ``x^T`` (same bits),
+    the operand layout of the wgrad GEMMs (``fp8_gemm_nt`` with an FP32 ``d``,
+    `k_grouped_fp8_gemm_nt_contiguous`). Blocks of 128 tokens start at token 0; a last, shorter block is
+    fine. (The field's ``per_channel_cast_to_fp8`` keeps x's ``[t, c]`` layout for MN-major kernels;
+    FP8 wgmma on sm_90 reads K-major operands only, hence the transpose and the different name.)
+
+    Args:
+        x: bfloat16/float16/float32 ``[t, c]`` (tokens, channels), any device, any strides.
+        tma_aligned_scales: return ``scale`` in the TMA-aligned column-major layout the kernels read.
+
+    Returns:
+        ``(q, scale)``: q float8_e4m3fn ``[c, t]`` contiguous; scale float32 ``[c, ceil(t / 128)]``.
+    """
+    _check_float_input(x, 2)
+    if x.dim() != 2:
+        raise ValueError(f"x: expected 2D [tokens, channels], got shape {tuple(x.shape)}")
+    q, scale = per_token_cast_to_fp8(x.t().contiguous())
+    if tma_aligned_scales:
+        from .layout import get_col_major_tma_aligned_tensor
+
+        scale = get_col_major_tma_aligned_tensor(scale)
+    return q, scale
+
+
+def _host_counts(ks: object) -> list[int]:
+    if isinstance(ks, torch.Tensor):
+        if ks.dim() != 1 or ks.dtype.is_floating_point or ks.dtype == torch.bool:
+            raise TypeError(f"ks: expected a 1D integer tensor or a list of ints, got {ks.dtype} "
+                            f"shape {tuple(ks.shape)}")
+        values = ks.tolist()
+    elif isinstance(ks, (list, tuple)):
+        values = list(ks)
+    else:
+        raise TypeError(f"ks: expected a list of ints or a 1D integer tensor, got {type(ks).__name__}")
+    import operator
+
+    counts = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool):
+            raise TypeError(f"ks[{i}]: expected an int, got bool")
+        try:
+            v = operator.index(v)
+        except TypeError:
+            raise TypeError(f"ks[{i}]: expected an int, got {type(v).__name__}") from None
+        if v < 0:
+            raise ValueError(f"ks[{i}]: expected a non-negative token count, got {v}")
+        counts.append(v)
+    return counts
+
+
+def k_grouped_per_channel_transpose_cast_to_fp8(
+    x: torch.Tensor, ks: list[int] | torch.Tensor, *, capacity: int | None = None,
+    tma_aligned_scales: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize packed per-group tokens into the k-grouped contiguous layout (per channel, 1x128).
+
+    ``x [sum(ks), c]`` holds the groups' tokens one after another (group ``g`` in rows
+    ``[p_g, p_g + ks[g])``, ``p_g = ks[0] + ... + ks[g-1]``). The result is the K-major operand of
+    `k_grouped_fp8_gemm_nt_contiguous`: group ``g`` in columns ``[k0, k0 + ks[g])`` with ``k0 =
+    fp8gemm.reference.k_grouped_offsets(ks)[g]`` (each group starts at a multiple of 128), zeros in the
+    rest of each group's last 128-wide block and up to ``capacity``. Blocks of 128 tokens restart at
+    each group's start, so no block mixes groups: ``q``, ``scale`` are bit for bit
+    `per_channel_transpose_cast_to_fp8` of each group's tokens alone, placed side by side. Blocks with
+    no tokens (past the last group) get the scale of an all-zero block (``1e-4 / 448``).
+
+    A tensor already in the padded layout (zeros in the padding rows, e.g. the forward pass's
+    128-aligned contiguous layout) needs no regrouping: `per_channel_transpose_cast_to_fp8` of it is
+    the same thing.
+
+    Args:
+        x: bfloat16/float16/float32 ``[sum(ks), c]``.
+        ks: the token count of each group: a list of ints or a 1D integer tensor (read on the host).
+        capacity: the K of the result, a multiple of 128 at least the padded total (default: the padded
+            total, ``k_grouped_offsets(ks)[-1]``). A fixed capacity keeps shapes static across steps.
+        tma_aligned_scales: return ``scale`` in the TMA-aligned column-major layout.
+
+    Returns:
+        ``(q, scale)``: q float8_e4m3fn ``[c, K]`` contiguous; scale float32 ``[c, K / 128]``.
+    """
+    _check_float_input(x, 2)
+    if x.dim() != 2:
+        raise ValueError(f"x: expected 2D [tokens, channels], got shape {tuple(x.shape)}")
+    counts = _host_counts(ks)
+    if sum(counts) != x.shape[0]:
+        raise ValueError(f"ks: expected counts that add up to the {x.shape[0]} rows of x, got sum "
+                         f"{sum(counts)} for {counts}")
+    offsets = [0]
+    for count in counts:
+        offsets.append(offsets[-1] + ceil_div(count, BLOCK) * BLOCK)
+    if capacity is None:
+        capacity = offsets[-1]
+    else:
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(f"capacity: expected an int or None, got {type(capacity).__name__}")
+        if capacity % BLOCK or capacity < offsets[-1]:
+            raise ValueError(f"capacity: expected a multiple of {BLOCK} that is at least {offsets[-1]} "
+                             f"(the groups padded to {BLOCK} tokens each), got {capacity}")
+    padded = x.new_zeros((capacity, x.shape[1]))
+    start = 0
+    for g, count in enumerate(counts):
+        padded[offsets[g] : offsets[g] + count] = x[start : start + count]
+        start += count
+    return per_channel_transpose_cast_to_fp8(padded, tma_aligned_scales=tma_aligned_scales)
+
+
+def transpose_per_block_fp8(q: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transpose an FP8 weight and its 128x128 block scales: the B operand of the dgrad GEMM.
+
+    ``W [n, k] ~= q * scale (per 128x128 block)`` gives ``W^T [k, n] ~= q_t * scale_t``: the same FP8
+    values transposed, the scales transposed (a 128x128 block transposes onto one). Nothing is
+    re-quantized, so this is exact, and equal bit for bit to ``per_block_cast_to_fp8(w.transpose(-1, -2))``
+    of the original weight.
+
+    Args:
+        q: float8_e4m3fn ``[..., n, k]`` (2D, or 3D ``[g, n, k]`` for grouped experts).
+        scale: float32 ``[..., ceil(n / 128), ceil(k / 128)]``.
+
+    Returns:
+        ``(q_t, scale_t)``: float8_e4m3fn ``[..., k, n]`` and float32 ``[..., ceil(k/128), ceil(n/128)]``,
+        both contiguous.
+    """
+    if not isinstance(q, torch.Tensor):
+        raise TypeError(f"q: expected a torch.Tensor, got {type(q).__name__}")
+    if not isinstance(scale, torch.Tensor):
+        raise TypeError(f"scale: expected a torch.Tensor, got {type(scale).__name__}")
+    if q.dtype != torch.float8_e4m3fn:
+        raise TypeError(f"q: expected dtype torch.float8_e4m3fn, got {q.dtype}")
+    if scale.dtype != torch.float32:
+        raise TypeError(f"scale: expected dtype torch.float32, got {scale.dtype}")
+    if q.dim() not in (2, 3):
+        raise ValueError(f"q: expected 2D [n, k] or 3D [g, n, k], got shape {tuple(q.shape)}")
+    expected = (*q.shape[:-2], ceil_div(q.shape[-2], BLOCK), ceil_div(q.shape[-1], BLOCK))
+    if tuple(scale.shape) != expected:
+        raise ValueError(f"scale: expected shape {list(expected)} (one per 128x128 block of q), "
+                         f"got {list(scale.shape)}")
+    if q.device != scale.device:
+        raise ValueError(f"scale: expected device {q.device} (the device of q), got {scale.device}")
+    return q.transpose(-1, -2).contiguous(), scale.transpose(-1, -2).contiguous()

@@ -1,6 +1,10 @@
-"""The exact semantics of the three GEMMs, in plain torch, on any device (the spec the kernels meet).
+"""The exact semantics of the GEMMs, in plain torch, on any device (the spec the kernels meet).
 
-For one output element (``nb = j // 128``, K split into blocks of 128, the last one possibly shorter):
+The three forward GEMMs (BF16 output, 1x128 scales on A, 128x128 scales on B) come first; the two
+training GEMMs (FP32 output, 1x128 scales on both operands) are described in their own section below.
+
+For one output element of a forward GEMM (``nb = j // 128``, K split into blocks of 128, the last one
+possibly shorter):
 
     out[i, j] = bf16( sum over kb of  (sa[i, kb] * sb[nb, kb]) * P[i, j, kb] )
     P[i, j, kb] = sum over k in block kb of  float(a[i, k]) * float(b[j, k])
@@ -15,6 +19,8 @@ Functions here do not validate their arguments beyond what they need; the public
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .utils import BLOCK
@@ -27,6 +33,11 @@ __all__ = [
     "gemm_nt",
     "m_grouped_contiguous",
     "m_grouped_masked",
+    "k_grouped_offsets",
+    "gemm_nt_fp32_reference",
+    "k_grouped_contiguous_reference",
+    "gemm_nt_fp32",
+    "k_grouped_contiguous",
 ]
 
 # A chunk of rows is sized so that its FP32 accumulator holds at most this many elements (64 MiB);
@@ -178,3 +189,144 @@ def m_grouped_masked(
     out = _new_out(tuple(a.shape[:2]), b.shape[1], a.device)
     m_grouped_masked_reference(a, sa, b, sb, out, masked_m)
     return out
+
+
+# ------------------------------------------------------------------------------- training GEMMs
+#
+# Both operands carry one FP32 scale per row and per 128-wide K block ("1x128 on both", recipe
+# (1, 1, 128)): weight gradients, where K is the token dimension and each scale covers one channel
+# over 128 tokens. For one output element (K split into blocks of 128, the last one possibly shorter):
+#
+#     d[i, j] = c[i, j] + acc[i, j]
+#     acc[i, j] = sum over kb of  (sa[i, kb] * sb[j, kb]) * P[i, j, kb]
+#     P[i, j, kb] = sum over k in block kb of  float(a[i, k]) * float(b[j, k])
+#
+# all in FP32: P and the scale product first, the blocks added into acc (starting from 0) in increasing
+# kb order, c added last (c absent: d = acc). The output is FP32, not rounded to BF16.
+
+
+def _fp32_1x128(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """acc ``[rows, n]`` of a chunk of rows: a ``[rows, k]``, sa ``[rows, kb]``, b ``[n, k]``,
+    sb ``[n, kb]``."""
+    rows, k = a.shape
+    n = b.shape[0]
+    acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
+    for kb, k0 in enumerate(range(0, k, BLOCK)):
+        k1 = min(k0 + BLOCK, k)
+        partial = a[:, k0:k1].float() @ b[:, k0:k1].float().t()
+        acc += partial * (sa[:, kb].float().unsqueeze(1) * sb[:, kb].float().unsqueeze(0))
+    return acc
+
+
+def _fp32_into(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+    c: torch.Tensor | None,
+) -> None:
+    """d[m, n] = (c +) the FP32 GEMM, row chunk by row chunk. Each chunk of c is read before the same
+    rows of d are written, so ``d`` may be ``c`` itself."""
+    step = _rows_per_chunk(b.shape[0])
+    for r0 in range(0, a.shape[0], step):
+        r1 = min(r0 + step, a.shape[0])
+        acc = _fp32_1x128(a[r0:r1], sa[r0:r1], b, sb)
+        d[r0:r1] = acc if c is None else c[r0:r1].float() + acc
+
+
+def gemm_nt_fp32_reference(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+    c: torch.Tensor | None = None,
+) -> None:
+    """Dense FP32-output GEMM with 1x128 scales on both operands: ``d = c + A @ B^T`` (or ``A @ B^T``).
+
+    Exactly, for every ``i < m``, ``j < n`` (FP32 throughout, blocks added in increasing ``kb`` order
+    into an accumulator that starts at 0, ``c`` added last)::
+
+        d[i, j] = c[i, j] + sum_kb (sa[i, kb] * sb[j, kb]) * sum_{k in block kb} a[i, k] * b[j, k]
+
+    Args:
+        a: float8_e4m3fn ``[m, k]``; sa: float32 ``[m, ceil(k / 128)]`` (any strides).
+        b: float8_e4m3fn ``[n, k]``; sb: float32 ``[n, ceil(k / 128)]``: one scale per row of ``b`` and
+            per 128-wide K block, like ``sa`` (not 128x128 blocks as in the forward GEMM).
+        d: float32 ``[m, n]``, overwritten.
+        c: None, or float32 ``[m, n]``: added to the product. ``d`` may be ``c`` itself (in place:
+            ``d += A @ B^T``).
+    """
+    _fp32_into(a, sa, b, sb, d, c)
+
+
+def k_grouped_offsets(ks: Sequence[int]) -> list[int]:
+    """Where each group of the k-grouped contiguous layout starts along K, and where the last ends.
+
+    Group ``g`` occupies columns ``[offsets[g], offsets[g] + ks[g])``; the next group starts at the
+    next multiple of 128 (``offsets[g + 1] = offsets[g] + round_up(ks[g], 128)``). Returns
+    ``len(ks) + 1`` offsets: ``offsets[-1]`` is the number of columns the layout uses.
+    """
+    offsets = [0]
+    for count in ks:
+        offsets.append(offsets[-1] + (int(count) + BLOCK - 1) // BLOCK * BLOCK)
+    return offsets
+
+
+def _host_counts(ks: Sequence[int] | torch.Tensor) -> list[int]:
+    return [int(v) for v in (ks.tolist() if isinstance(ks, torch.Tensor) else ks)]
+
+
+def k_grouped_contiguous_reference(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+    ks: Sequence[int] | torch.Tensor, c: torch.Tensor | None = None,
+) -> None:
+    """K-grouped contiguous GEMM (MoE weight gradients): one FP32 product per group, groups along K.
+
+    The layout: the groups' tokens are concatenated along K, group ``g`` in columns
+    ``[k0, k0 + ks[g])`` with ``k0 = k_grouped_offsets(ks)[g]``; every group starts at a multiple of
+    128, so each 128-wide K block (and its scale column ``kb = k // 128``) belongs to one group only,
+    and block numbering restarts at each group's start. Columns between a group's end and the next
+    multiple of 128, and past the last group, are padding: they are not part of any sum here (the
+    public functions require the padding inside a group's last block to be zero, since the kernels
+    read whole blocks). For every group with ``ks[g] > 0``, every ``i < m``, ``j < n`` (FP32 as in
+    `gemm_nt_fp32_reference`, ``kb0 = k0 // 128``)::
+
+        d[g, i, j] = c[g, i, j] + sum_{kb in [kb0, kb0 + ceil(ks[g] / 128))} (sa[i, kb] * sb[j, kb])
+                                   * sum_{k in block kb, k < k0 + ks[g]} a[i, k] * b[j, k]
+
+    A group with ``ks[g] == 0`` leaves ``d[g]`` untouched (it is not even set to ``c[g]``).
+
+    Args:
+        a: float8_e4m3fn ``[m, K]`` (K-major: e.g. dY^T, channels by tokens); sa: float32
+            ``[m, ceil(K / 128)]``, one scale per row and per 128 tokens.
+        b: float8_e4m3fn ``[n, K]`` (e.g. X^T); sb: float32 ``[n, ceil(K / 128)]``.
+        d: float32 ``[g, m, n]``.
+        ks: ``g`` non-negative token counts (a sequence of ints or an integer tensor, read on the
+            host), with ``k_grouped_offsets(ks)[-1] <= K``.
+        c: None, or float32 ``[g, m, n]`` added to each product; ``d`` may be ``c`` itself.
+    """
+    counts = _host_counts(ks)
+    offsets = k_grouped_offsets(counts)
+    for g, count in enumerate(counts):
+        if count == 0:
+            continue
+        k0 = offsets[g]
+        kb0, kb1 = k0 // BLOCK, k0 // BLOCK + (count + BLOCK - 1) // BLOCK
+        _fp32_into(a[:, k0 : k0 + count], sa[:, kb0:kb1], b[:, k0 : k0 + count], sb[:, kb0:kb1], d[g],
+                   None if c is None else c[g])
+
+
+def gemm_nt_fp32(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, c: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Functional `gemm_nt_fp32_reference`: returns a new float32 ``[m, n]`` tensor."""
+    d = torch.empty((a.shape[0], b.shape[0]), dtype=torch.float32, device=a.device)
+    gemm_nt_fp32_reference(a, sa, b, sb, d, c)
+    return d
+
+
+def k_grouped_contiguous(
+    a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
+    ks: Sequence[int] | torch.Tensor, c: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Functional `k_grouped_contiguous_reference`: returns a new float32 ``[g, m, n]`` tensor; the
+    groups with no tokens hold ``c[g]`` (zeros without ``c``)."""
+    counts = _host_counts(ks)
+    shape = (len(counts), a.shape[0], b.shape[0])
+    d = torch.zeros(shape, dtype=torch.float32, device=a.device) if c is None else c.float().clone()
+    k_grouped_contiguous_reference(a, sa, b, sb, d, counts, c=None if c is None else d)
+    return d

@@ -40,6 +40,9 @@ __all__ = [
     "check_devices",
     "check_contiguous_layout",
     "contiguous_layout_problem",
+    "check_dense_fp32",
+    "check_k_grouped",
+    "check_k_grouped_values",
 ]
 
 _TMA_ALIGNMENT_BYTES = 16
@@ -310,6 +313,203 @@ def check_contiguous_layout(
     problem = contiguous_layout_problem(m_indices, num_groups, require_aligned=require_aligned)
     if problem is not None:
         raise ValueError(problem)
+
+
+# ------------------------------------------------------------------------------------ training GEMMs
+# The FP32-output GEMMs with 1x128 scales on both operands (recipe (1, 1, 128)): the dense one
+# (`fp8_gemm_nt` with an FP32 ``d``) and the k-grouped contiguous one. The same rules as above for
+# the FP8 operands; both scale tensors are per row and per 128-wide K block, row-major or TMA-aligned
+# column-major (the layout the kernels will read); ``d`` and ``c`` are FP32 with 16-byte rows.
+
+
+def _check_scale_layout(x: torch.Tensor, name: str) -> None:
+    if not (x.is_contiguous() or is_col_major_tma_aligned(x)):
+        raise ValueError(
+            f"{name}: expected a row-major contiguous or TMA-aligned column-major tensor "
+            f"(see get_col_major_tma_aligned_tensor), got shape {list(x.shape)} with strides {x.stride()}"
+        )
+
+
+def _check_accumulator(c: object, d: torch.Tensor, dim: int) -> torch.Tensor | None:
+    """``c``: None, ``d`` itself, or an FP32 tensor of d's shape that does not overlap d."""
+    if c is None:
+        return None
+    c = check_tensor(c, "c", torch.float32, dim)
+    if c is d:
+        return c
+    if c.device != d.device:
+        raise ValueError(f"c: expected device {d.device} (the device of d), got {c.device}")
+    _check_shape(c, "c", tuple(d.shape), "the shape of d")
+    _check_contiguous(c, "c")
+    if not (_has_no_address(c) or _has_no_address(d)) and c.numel():
+        c0, d0 = c.data_ptr(), d.data_ptr()
+        size = c.numel() * c.element_size()
+        if c0 != d0 and c0 < d0 + size and d0 < c0 + size:
+            raise ValueError(
+                "c: expected d itself (in place) or a tensor that does not overlap d, got a tensor whose "
+                f"memory overlaps d's at an offset of {(c0 - d0) // c.element_size()} elements"
+            )
+    return c
+
+
+def _check_fp32_out(d: torch.Tensor, name: str = "d") -> None:
+    _check_k_major(d, name, "row-major")
+    _check_pointer(d, name)
+
+
+def check_dense_fp32(a_pair: object, b_pair: object, d: object, c: object = None) -> tuple[torch.Tensor, ...]:
+    """Validate the FP32-output dense GEMM (`fp8_gemm_nt` with an FP32 ``d``); returns ``(a, sa, b, sb)``.
+
+    a ``[m, k]`` e4m3, sa ``[m, ceil(k/128)]`` f32, b ``[n, k]`` e4m3, sb ``[n, ceil(k/128)]`` f32 (1x128,
+    like sa), d ``[m, n]`` f32 (n % 4 == 0), c None, d itself or f32 ``[m, n]`` not overlapping d.
+    """
+    a, sa = check_pair(a_pair, "a")
+    b, sb = check_pair(b_pair, "b")
+    check_tensor(a, "a", torch.float8_e4m3fn, 2)
+    check_tensor(sa, "sa", torch.float32, 2)
+    check_tensor(b, "b", torch.float8_e4m3fn, 2)
+    check_tensor(sb, "sb", torch.float32, 2)
+    check_tensor(d, "d", torch.float32, 2)
+    check_devices(a=a, sa=sa, b=b, sb=sb, d=d)
+    m, k = a.shape
+    n = b.shape[0]
+    if b.shape[1] != k:
+        raise ValueError(f"b: expected K = {k} (the last dim of a), got shape {list(b.shape)}")
+    if k == 0 or n == 0:
+        raise ValueError(f"b: expected n > 0 and k > 0, got shape {list(b.shape)}")
+    kb = ceil_div(k, BLOCK)
+    _check_shape(sa, "sa", (m, kb), "rows of a, ceil(k/128)")
+    _check_shape(sb, "sb", (n, kb), "rows of b, ceil(k/128): 1x128 scales, like sa")
+    _check_shape(d, "d", (m, n), "rows of a, rows of b")
+    _check_k_major(a, "a")
+    _check_k_major(b, "b")
+    _check_scale_layout(sa, "sa")
+    _check_scale_layout(sb, "sb")
+    _check_fp32_out(d)
+    _check_pointer(a, "a")
+    _check_pointer(b, "b")
+    _check_accumulator(c, d, 2)
+    return a, sa, b, sb
+
+
+def _check_host_counts(ks: object, groups: int) -> list[int] | None:
+    if ks is None:
+        return None
+    if isinstance(ks, torch.Tensor) or not isinstance(ks, Sequence) or isinstance(ks, (str, bytes)):
+        raise TypeError(
+            f"ks: expected None or a list of {groups} host ints (the device copy goes in ks_tensor), "
+            f"got {type(ks).__name__}"
+        )
+    if len(ks) != groups:
+        raise ValueError(f"ks: expected {groups} counts (one per group of d), got {len(ks)}")
+    counts = [check_host_int(v, f"ks[{i}]") for i, v in enumerate(ks)]
+    for i, v in enumerate(counts):
+        if v < 0:
+            raise ValueError(f"ks[{i}]: expected a non-negative token count, got {v}")
+    return counts
+
+
+def check_k_grouped(
+    a_pair: object, b_pair: object, d: object, ks: object, ks_tensor: object, c: object = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[int] | None]:
+    """Validate `k_grouped_fp8_gemm_nt_contiguous`; returns ``(a, sa, b, sb, ks as a list or None)``.
+
+    a ``[m, K]`` e4m3, sa ``[m, K/128]`` f32, b ``[n, K]`` e4m3, sb ``[n, K/128]`` f32, K % 128 == 0,
+    d ``[g, m, n]`` f32 (n % 4 == 0), ks_tensor int32 ``[g]``, ks None or g host ints >= 0 whose padded
+    sum fits in K, c None, d itself or f32 ``[g, m, n]`` not overlapping d. The values of ks_tensor are
+    not read here (`check_k_grouped_values` does that).
+    """
+    a, sa = check_pair(a_pair, "a")
+    b, sb = check_pair(b_pair, "b")
+    check_tensor(a, "a", torch.float8_e4m3fn, 2)
+    check_tensor(sa, "sa", torch.float32, 2)
+    check_tensor(b, "b", torch.float8_e4m3fn, 2)
+    check_tensor(sb, "sb", torch.float32, 2)
+    check_tensor(d, "d", torch.float32, 3)
+    check_tensor(ks_tensor, "ks_tensor", torch.int32, 1)
+    check_devices(a=a, sa=sa, b=b, sb=sb, d=d, ks_tensor=ks_tensor)
+    m, big_k = a.shape
+    n = b.shape[0]
+    if b.shape[1] != big_k:
+        raise ValueError(f"b: expected K = {big_k} (the last dim of a), got shape {list(b.shape)}")
+    if big_k % BLOCK:
+        raise ValueError(
+            f"a: expected K (the token dim, every group padded to a multiple of {BLOCK}) to be a multiple "
+            f"of {BLOCK}, got shape {list(a.shape)}"
+        )
+    if m == 0 or n == 0:
+        raise ValueError(f"d: expected m > 0 and n > 0, got a {list(a.shape)} and b {list(b.shape)}")
+    groups = d.shape[0]
+    if groups == 0:
+        raise ValueError(f"d: expected at least one group, got shape {list(d.shape)}")
+    kb = big_k // BLOCK
+    _check_shape(sa, "sa", (m, kb), "rows of a, K/128")
+    _check_shape(sb, "sb", (n, kb), "rows of b, K/128: 1x128 scales, like sa")
+    _check_shape(d, "d", (groups, m, n), "groups, rows of a, rows of b")
+    _check_shape(ks_tensor, "ks_tensor", (groups,), "one token count per group of d")
+    _check_contiguous(ks_tensor, "ks_tensor")
+    _check_k_major(a, "a")
+    _check_k_major(b, "b")
+    _check_scale_layout(sa, "sa")
+    _check_scale_layout(sb, "sb")
+    _check_fp32_out(d)
+    _check_pointer(a, "a")
+    _check_pointer(b, "b")
+    _check_accumulator(c, d, 3)
+    counts = _check_host_counts(ks, groups)
+    if counts is not None:
+        _check_k_grouped_fit(counts, big_k, "ks")
+    return a, sa, b, sb, counts
+
+
+def _check_k_grouped_fit(counts: list[int], big_k: int, name: str) -> None:
+    used = sum(ceil_div(v, BLOCK) * BLOCK for v in counts)
+    if used > big_k:
+        raise ValueError(
+            f"{name}: expected the groups, each padded to a multiple of {BLOCK} tokens, to fit in K = "
+            f"{big_k}, got {used} columns for counts {counts}"
+        )
+
+
+def _nonzero_fp8(x: torch.Tensor) -> torch.Tensor:
+    # +0 and -0 are both zero; comparisons on float8 are not implemented on every device.
+    return (x.view(torch.uint8) & 0x7F) != 0
+
+
+def check_k_grouped_values(
+    a: torch.Tensor, b: torch.Tensor, ks_tensor: torch.Tensor, ks: list[int] | None = None
+) -> list[int]:
+    """Check the values of a k-grouped layout; returns the counts of ``ks_tensor`` as a list.
+
+    ``ks_tensor`` must hold non-negative counts whose groups, each padded to a multiple of 128, fit in
+    K; equal to ``ks`` when that is given; and the padding columns of each group's last block (from
+    ``k0 + ks[g]`` to the next multiple of 128) must be zero in ``a`` and ``b``: the kernels read whole
+    128-wide blocks. Reads ``ks_tensor``, ``a`` and ``b`` on the host (for CUDA tensors: synchronizes).
+    """
+    from .reference import k_grouped_offsets
+
+    counts = [int(v) for v in ks_tensor.tolist()]
+    for i, v in enumerate(counts):
+        if v < 0:
+            raise ValueError(f"ks_tensor: expected non-negative token counts, got {v} for group {i}")
+    if ks is not None and ks != counts:
+        raise ValueError(f"ks: expected the values of ks_tensor ({counts}), got {ks}")
+    _check_k_grouped_fit(counts, a.shape[1], "ks_tensor")
+    offsets = k_grouped_offsets(counts)
+    for g, count in enumerate(counts):
+        start, end = offsets[g] + count, offsets[g + 1]
+        if start == end:
+            continue
+        for x, name in ((a, "a"), (b, "b")):
+            bad = _nonzero_fp8(x[:, start:end])
+            if bool(bad.any()):
+                row, col = (int(v) for v in bad.nonzero()[0])
+                raise ValueError(
+                    f"{name}: expected zeros in the padding of group {g} (columns {start}-{end - 1}, "
+                    f"after its {count} tokens), got a non-zero value at [{row}, {start + col}]; "
+                    "k_grouped_per_channel_transpose_cast_to_fp8 writes the layout with zero padding"
+                )
+    return counts
 
 
 # ------------------------------------------------------------------------------------ repeat calls

@@ -70,7 +70,8 @@ def _on_cuda(device: torch.device) -> None:
 
 
 def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Tensor | None = None,
-                     recipe: tuple[int, int, int] | None = None) -> None:
+                     recipe: tuple[int, int, int] | None = None, *,
+                     _names: tuple[str, str, str] = ("a", "b", "d")) -> None:
     """Dense FP32-output GEMM ``d = c + a @ b.T`` (``d = a @ b.T`` without ``c``), 1x128 on both.
 
     What `fp8gemm.fp8_gemm_nt` runs for an FP32 ``d``.
@@ -95,7 +96,7 @@ def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Ten
         fp8gemm.device.UnsupportedGPUError: CUDA tensors on a GPU that is not sm_90 (Hopper).
     """
     _check_recipe(recipe)
-    a_, sa, b_, sb = validate.check_dense_fp32(a, b, d, c)
+    a_, sa, b_, sb = validate.check_dense_fp32(a, b, d, c, _names)
     if a_.is_cuda:
         _on_cuda(a_.device)
     if a_.shape[0] == 0:
@@ -113,7 +114,7 @@ def wgrad_gemm_fp8_fp8_fp32_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tens
 
     Same as ``fp8_gemm_nt(lhs, rhs, out, c=out)``; requirements and semantics as `fp8_gemm_nt_fp32`.
     """
-    fp8_gemm_nt_fp32(lhs, rhs, out, out)
+    fp8_gemm_nt_fp32(lhs, rhs, out, out, _names=("lhs", "rhs", "out"))
 
 
 def k_grouped_fp8_gemm_nt_contiguous(

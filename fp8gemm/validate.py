@@ -357,20 +357,23 @@ def _check_fp32_out(d: torch.Tensor, name: str = "d") -> None:
     _check_pointer(d, name)
 
 
-def check_dense_fp32(a_pair: object, b_pair: object, d: object, c: object = None) -> tuple[torch.Tensor, ...]:
+def check_dense_fp32(a_pair: object, b_pair: object, d: object, c: object = None,
+                     names: tuple[str, str, str] = ("a", "b", "d")) -> tuple[torch.Tensor, ...]:
     """Validate the FP32-output dense GEMM (`fp8_gemm_nt` with an FP32 ``d``); returns ``(a, sa, b, sb)``.
 
     a ``[m, k]`` e4m3, sa ``[m, ceil(k/128)]`` f32, b ``[n, k]`` e4m3, sb ``[n, ceil(k/128)]`` f32 (1x128,
     like sa), d ``[m, n]`` f32 (n % 4 == 0), c None, d itself or f32 ``[m, n]`` not overlapping d.
+    ``names``: what the pairs and d are called in messages (the older name calls them lhs, rhs, out).
     """
-    a, sa = check_pair(a_pair, "a")
-    b, sb = check_pair(b_pair, "b")
+    a_name, b_name, d_name = names
+    a, sa = check_pair(a_pair, a_name)
+    b, sb = check_pair(b_pair, b_name)
     check_tensor(a, "a", torch.float8_e4m3fn, 2)
     check_tensor(sa, "sa", torch.float32, 2)
     check_tensor(b, "b", torch.float8_e4m3fn, 2)
     check_tensor(sb, "sb", torch.float32, 2)
-    check_tensor(d, "d", torch.float32, 2)
-    check_devices(a=a, sa=sa, b=b, sb=sb, d=d)
+    check_tensor(d, d_name, torch.float32, 2)
+    check_devices(a=a, sa=sa, b=b, sb=sb, **{d_name: d})
     m, k = a.shape
     n = b.shape[0]
     if b.shape[1] != k:
@@ -380,12 +383,12 @@ def check_dense_fp32(a_pair: object, b_pair: object, d: object, c: object = None
     kb = ceil_div(k, BLOCK)
     _check_shape(sa, "sa", (m, kb), "rows of a, ceil(k/128)")
     _check_shape(sb, "sb", (n, kb), "rows of b, ceil(k/128): 1x128 scales, like sa")
-    _check_shape(d, "d", (m, n), "rows of a, rows of b")
+    _check_shape(d, d_name, (m, n), "rows of a, rows of b")
     _check_k_major(a, "a")
     _check_k_major(b, "b")
     _check_scale_layout(sa, "sa")
     _check_scale_layout(sb, "sb")
-    _check_fp32_out(d)
+    _check_fp32_out(d, d_name)
     _check_pointer(a, "a")
     _check_pointer(b, "b")
     _check_accumulator(c, d, 2)

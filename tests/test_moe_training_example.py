@@ -1,0 +1,37 @@
+"""examples/moe_training.py: the FP8 MoE block's loss tracks the BF16 block's (CPU: tiny, fast)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "examples" / "moe_training.py"
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location("moe_training", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["moe_training"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fp8_loss_tracks_bf16_on_cpu() -> None:
+    example = _example()
+    result = example.train(example.Config(), "cpu")
+    assert len(result["fp8"]) == example.Config.steps
+    assert result["fp8_end"] < 0.4 * result["fp8"][0]  # it learns
+    # Measured: 0.2% after 30 steps; 2% is the example's default tolerance.
+    assert result["relative_gap"] < 0.02
+    assert example.main(["--steps", "8"]) in (0, 1)
+
+
+@pytest.mark.gpu
+def test_fp8_loss_within_1_percent_after_200_steps_gpu() -> None:
+    """The issue's acceptance: within 1% of BF16 after 200 steps (the run on the H200)."""
+    example = _example()
+    assert example.main(["--device", "cuda", "--steps", "200", "--hidden", "1024", "--inter", "512",
+                         "--experts", "8", "--tokens", "2048", "--tolerance", "0.01"]) == 0

@@ -27,6 +27,28 @@ def dense(m: int, n: int, k: int) -> float:
     return calc_diff(out, reference.gemm_nt(x.a, x.sa, x.b, x.sb))
 
 
+def contiguous(sizes: list[int], n: int, k: int) -> float:
+    """Diff of a contiguous-layout GEMM against the reference; padding rows must stay NaN."""
+    x = make_contiguous_inputs(sizes, n, k)
+    out = torch.full((x.a.shape[0], n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
+    ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+    valid = x.m_indices >= 0
+    assert out[~valid].isnan().all(), "padding rows were written"
+    return calc_diff(out[valid], ref[valid])
+
+
+def masked(counts: list[int], max_m: int, n: int, k: int, expected_m: int) -> float:
+    """Diff of a masked-layout GEMM against the reference; rows past masked_m must stay NaN."""
+    y = make_masked_inputs(counts, max_m, n, k)
+    out = torch.full((len(counts), max_m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
+    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, expected_m)
+    ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
+    rows = torch.arange(max_m, device="cuda")[None, :] < y.masked_m[:, None]
+    assert out[~rows].isnan().all(), "rows past masked_m were written"
+    return calc_diff(out[rows], ref[rows])
+
+
 def forced(bm: int, bn: int, multicast: str):
     """A config selector that returns the heuristics' pick with these tiles (swapped into launch)."""
     def select(layout, m, n, k, groups=1, num_sms=132):
@@ -46,20 +68,8 @@ def forced_tiles() -> float:
         worst = max(worst, dense(384, 576, 384))
         for tiles in [(128, 192, "b"), (128, 128, "a")]:
             launch.select_config = forced(*tiles)
-            x = make_contiguous_inputs([100, 0, 200, 130, 1], 512, 256)
-            out = torch.full((x.a.shape[0], 512), float("nan"), dtype=torch.bfloat16, device="cuda")
-            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
-            ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
-            valid = x.m_indices >= 0
-            assert out[~valid].isnan().all(), "padding rows were written"
-            worst = max(worst, calc_diff(out[valid], ref[valid]))
-            y = make_masked_inputs([30, 0, 130, 129], 256, 512, 256)
-            out = torch.full((4, 256, 512), float("nan"), dtype=torch.bfloat16, device="cuda")
-            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 128)
-            ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
-            rows = torch.arange(256, device="cuda")[None, :] < y.masked_m[:, None]
-            assert out[~rows].isnan().all(), "rows past masked_m were written"
-            worst = max(worst, calc_diff(out[rows], ref[rows]))
+            worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256),
+                        masked([30, 0, 130, 129], 256, 512, 256, 128))
     finally:
         launch.select_config = original
     return worst
@@ -77,30 +87,8 @@ def main() -> int:
     worst = max(worst, dense(64, 1024, 4096))  # split-K
     # K % 128 != 0 and N % 64 != 0: partial scale blocks along K, a partial last N tile.
     worst = max(worst, dense(7, 520, 1040), dense(130, 136, 208))
-    x = make_contiguous_inputs([100, 0, 37, 1], 136, 208)
-    out = torch.full((x.a.shape[0], 136), float("nan"), dtype=torch.bfloat16, device="cuda")
-    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
-    ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
-    valid = x.m_indices >= 0
-    worst = max(worst, calc_diff(out[valid], ref[valid]))
-    y = make_masked_inputs([5, 0, 70], 128, 520, 1040)
-    out = torch.full((3, 128, 520), float("nan"), dtype=torch.bfloat16, device="cuda")
-    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 32)
-    ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
-    rows = torch.arange(128, device="cuda")[None, :] < y.masked_m[:, None]
-    worst = max(worst, calc_diff(out[rows], ref[rows]))
-    x = make_contiguous_inputs([100, 0, 200], 256, 512)
-    out = torch.full((x.a.shape[0], 256), float("nan"), dtype=torch.bfloat16, device="cuda")
-    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
-    ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
-    valid = x.m_indices >= 0
-    worst = max(worst, calc_diff(out[valid], ref[valid]))
-    y = make_masked_inputs([30, 0, 130], 192, 256, 512)
-    out = torch.full((3, 192, 256), float("nan"), dtype=torch.bfloat16, device="cuda")
-    fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((y.a, y.sa_tma), (y.b, y.sb), out, y.masked_m, 64)
-    ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
-    rows = torch.arange(192, device="cuda")[None, :] < y.masked_m[:, None]
-    worst = max(worst, calc_diff(out[rows], ref[rows]))
+    worst = max(worst, contiguous([100, 0, 37, 1], 136, 208), masked([5, 0, 70], 128, 520, 1040, 32))
+    worst = max(worst, contiguous([100, 0, 200], 256, 512), masked([30, 0, 130], 192, 256, 512, 64))
     fp8gemm.set_num_sms(8)
     worst = max(worst, forced_tiles())
     torch.cuda.synchronize()

@@ -62,18 +62,26 @@ def _rows_per_chunk(n: int) -> int:
     return max(1, _MAX_CHUNK_ELEMENTS // max(n, 1))
 
 
-def _dense_fp32(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
-    """FP32 result ``[rows, n]`` of a small chunk of rows: a ``[rows, k]``, sa ``[rows, kb]``."""
+def _blockwise_fp32(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor,
+                    sb_rows: torch.Tensor) -> torch.Tensor:
+    """acc ``[rows, n]`` of a chunk of rows: a ``[rows, k]``, sa ``[rows, kb]``, b ``[n, k]``, and
+    ``sb_rows [n, kb]``, the B scale of every row of b (its own for 1x128 scales, its 128-row block's
+    for 128x128): ``acc = sum over kb of P_kb * (sa[:, kb] x sb_rows[:, kb])``, P_kb the FP32
+    product of block kb, the blocks added in increasing kb order."""
     rows, k = a.shape
     n = b.shape[0]
     acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
     for kb, k0 in enumerate(range(0, k, BLOCK)):
         k1 = min(k0 + BLOCK, k)
         partial = a[:, k0:k1].float() @ b[:, k0:k1].float().t()
-        # sb[j // 128, kb] for every column j of this block.
-        sb_cols = sb[:, kb].float().repeat_interleave(BLOCK)[:n]
-        acc += partial * (sa[:, kb].float().unsqueeze(1) * sb_cols.unsqueeze(0))
+        acc += partial * (sa[:, kb].float().unsqueeze(1) * sb_rows[:, kb].float().unsqueeze(0))
     return acc
+
+
+def _dense_fp32(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """FP32 result ``[rows, n]`` of a small chunk of rows with 128x128 B scales ``sb [ceil(n/128), kb]``."""
+    # sb[j // 128, kb] for every row j of b.
+    return _blockwise_fp32(a, sa, b, sb.repeat_interleave(BLOCK, dim=0)[: b.shape[0]])
 
 
 def _dense_into(
@@ -205,19 +213,6 @@ def m_grouped_masked(
 # kb order, c added last (c absent: d = acc). The output is FP32, not rounded to BF16.
 
 
-def _fp32_1x128(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
-    """acc ``[rows, n]`` of a chunk of rows: a ``[rows, k]``, sa ``[rows, kb]``, b ``[n, k]``,
-    sb ``[n, kb]``."""
-    rows, k = a.shape
-    n = b.shape[0]
-    acc = torch.zeros((rows, n), dtype=torch.float32, device=a.device)
-    for kb, k0 in enumerate(range(0, k, BLOCK)):
-        k1 = min(k0 + BLOCK, k)
-        partial = a[:, k0:k1].float() @ b[:, k0:k1].float().t()
-        acc += partial * (sa[:, kb].float().unsqueeze(1) * sb[:, kb].float().unsqueeze(0))
-    return acc
-
-
 def _fp32_into(
     a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
     c: torch.Tensor | None,
@@ -227,7 +222,7 @@ def _fp32_into(
     step = _rows_per_chunk(b.shape[0])
     for r0 in range(0, a.shape[0], step):
         r1 = min(r0 + step, a.shape[0])
-        acc = _fp32_1x128(a[r0:r1], sa[r0:r1], b, sb)
+        acc = _blockwise_fp32(a[r0:r1], sa[r0:r1], b, sb)
         d[r0:r1] = acc if c is None else c[r0:r1].float() + acc
 
 

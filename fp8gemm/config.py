@@ -6,6 +6,7 @@ arithmetic mirrors `include/fp8gemm/smem_layout.cuh` (the kernel re-checks it at
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -102,6 +103,16 @@ class GemmConfig:
                 f"smem={self.smem_bytes}")
 
 
+def with_tiles(config: GemmConfig, block_m: int, block_n: int, multicast: str, *, stages: int | None = None,
+               raster_width: int | None = None, k_splits: int = 1) -> GemmConfig:
+    """`config` with other tiles (for tools and tests that force a variant): the fields that follow
+    from the tiles (stages: as many as fit, unless given; the store slab) are derived again."""
+    return dataclasses.replace(config, block_m=block_m, block_n=block_n, multicast=multicast,
+                               stages=stages or max_stages(block_m, block_n),
+                               store_slab_cols=_store_slab_cols(block_n),
+                               raster_width=raster_width or config.raster_width, k_splits=k_splits)
+
+
 def _store_slab_cols(block_n: int) -> int:
     for cols in (64, 32, 16):
         if block_n % cols == 0:
@@ -129,8 +140,8 @@ def _k_block_us(block_m: int, block_n: int) -> float:
 
     The larger of the tensor-core time (flops over the sustained per-SM rate times the shape's
     efficiency) and the load time. NOTES: small tiles are bound by the load pipeline, measured on
-    the H200 at ~0.25 us per K block plus the bytes at ~200 GB/s per SM (64x16 ~0.30 us,
-    64x64 ~0.35 us).
+    the H200 (deep rings, one wave, K = 7168) at ~0.08 us per K block plus the bytes at ~150 GB/s
+    per SM: 64x32 0.16 us, 64x64 0.19 us, 128x32 0.19 us.
     """
     efficiency = _N_EFFICIENCY.get(block_n, 1.0) * _M_EFFICIENCY[block_m]
     compute = block_m * block_n * BLOCK_K * 2 / (_SM_FLOPS_PER_US * efficiency)
@@ -149,8 +160,7 @@ def _split_k_overhead_us(m: int, n: int, k_splits: int) -> float:
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
-    if layout == "masked":
-        # m is the expected rows per group
+    if layout == "masked":  # m is the expected rows per group
         return num_groups * math.ceil(max(m, 1) / block_m) * n_blocks
     return math.ceil(m / block_m) * n_blocks
 

@@ -130,3 +130,15 @@ def test_tma_boxes_match_the_tiles_the_kernel_loads(layout: str, m: int, n: int,
     src = kernel_source(c)
     assert f"kBoxRowsA = {box['a'].rows};" in src and f"kBoxRowsB = {box['b'].rows};" in src
     assert f"kBoxColsD = {box['d'].cols};" in src
+
+
+def test_with_tiles_derives_what_follows_from_the_tiles() -> None:
+    from fp8gemm.config import with_tiles
+
+    base = select_config("dense", 4096, 7168, 16384, 1, 132)
+    v = with_tiles(base, 128, 192, "b")
+    assert (v.block_m, v.block_n, v.multicast, v.k_splits) == (128, 192, "b", 1)
+    assert v.stages == max_stages(128, 192) and v.store_slab_cols == 64 and v.smem_bytes <= SMEM_LIMIT
+    assert (v.n, v.k, v.layout, v.raster_width) == (base.n, base.k, base.layout, base.raster_width)
+    w = with_tiles(base, 64, 48, "none", stages=5, raster_width=8, k_splits=2)
+    assert (w.stages, w.store_slab_cols, w.raster_width, w.k_splits) == (5, 16, 8, 2)

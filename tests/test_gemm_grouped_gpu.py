@@ -100,16 +100,11 @@ def test_contiguous_random(sizes: list[int], n: int, k: int) -> None:
 
 def _forced_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, multicast: str) -> None:
     """Make the launcher use these tiles (the heuristics pick them only for some problems)."""
-    import dataclasses
-
     from fp8gemm import launch
-    from fp8gemm.config import _store_slab_cols, max_stages
+    from fp8gemm.config import with_tiles
 
     def select(layout, m, n, k, groups=1, num_sms=132):
-        base = select_config(layout, m, n, k, groups, num_sms)
-        return dataclasses.replace(base, block_m=block_m, block_n=block_n, multicast=multicast, k_splits=1,
-                                   stages=max_stages(block_m, block_n),
-                                   store_slab_cols=_store_slab_cols(block_n))
+        return with_tiles(select_config(layout, m, n, k, groups, num_sms), block_m, block_n, multicast)
 
     monkeypatch.setattr(launch, "select_config", select)
 

@@ -11,7 +11,6 @@ compared by TFLOPS over valid rows (the draws differ), dense shapes by time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import random
@@ -30,7 +29,7 @@ from benchmarks.baselines import scaled_mm_blockwise  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
 from fp8gemm import launch, reference  # noqa: E402
-from fp8gemm.config import _store_slab_cols, max_stages, select_config  # noqa: E402
+from fp8gemm.config import select_config, with_tiles  # noqa: E402
 from fp8gemm.layout import get_tma_aligned_size  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
@@ -91,9 +90,7 @@ def check_masked(counts, max_m, n, k, expected):
 
 
 def variant(base, bm, bn, mc, stages=None, raster=None):
-    return dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc,
-                               stages=stages or max_stages(bm, bn), store_slab_cols=_store_slab_cols(bn),
-                               k_splits=1, raster_width=raster or base.raster_width)
+    return with_tiles(base, bm, bn, mc, stages=stages, raster_width=raster)
 
 
 def run_dense_config(cfg, x, out, m):

@@ -9,7 +9,6 @@ experts). Exits non-zero if any result is wrong.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 import torch
@@ -17,7 +16,7 @@ import torch
 import fp8gemm
 from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from fp8gemm import launch, reference
-from fp8gemm.config import _store_slab_cols, max_stages, select_config
+from fp8gemm.config import select_config, with_tiles
 
 
 def dense(m: int, n: int, k: int) -> float:
@@ -52,9 +51,7 @@ def masked(counts: list[int], max_m: int, n: int, k: int, expected_m: int) -> fl
 def forced(bm: int, bn: int, multicast: str):
     """A config selector that returns the heuristics' pick with these tiles (swapped into launch)."""
     def select(layout, m, n, k, groups=1, num_sms=132):
-        base = select_config(layout, m, n, k, groups, num_sms)
-        return dataclasses.replace(base, block_m=bm, block_n=bn, multicast=multicast, k_splits=1,
-                                   stages=max_stages(bm, bn), store_slab_cols=_store_slab_cols(bn))
+        return with_tiles(select_config(layout, m, n, k, groups, num_sms), bm, bn, multicast)
     return select
 
 

@@ -10,14 +10,13 @@ kernel has no such knobs; docs/KERNEL.md records what the earlier ones measured.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import torch
 
 from benchmarks.testing import calc_diff, make_dense_inputs
 from benchmarks.timing import cupti_time_us
 from fp8gemm import launch
-from fp8gemm.config import _store_slab_cols, max_stages, select_config
+from fp8gemm.config import select_config, with_tiles
 
 
 def main() -> None:
@@ -41,15 +40,10 @@ def main() -> None:
     for v in args.variants:
         parts = v.split(",")
         bm, bn, mc = int(parts[0]), int(parts[1]), parts[2]
-        variant = dataclasses.replace(base, block_m=bm, block_n=bn, multicast=mc, stages=max_stages(bm, bn),
-                                      store_slab_cols=_store_slab_cols(bn))
-        if len(parts) > 3 and parts[3]:
-            variant = dataclasses.replace(variant, raster_width=int(parts[3]))
-        if len(parts) > 4:
-            variant = dataclasses.replace(variant, stages=int(parts[4]))
-        if len(parts) > 5:
-            variant = dataclasses.replace(variant, k_splits=int(parts[5]))
-        configs.append(variant)
+        extra = [int(p) if p else None for p in parts[3:6]] + [None] * 3
+        raster, stages, k_splits = extra[:3]
+        configs.append(with_tiles(base, bm, bn, mc, stages=stages, raster_width=raster,
+                                  k_splits=k_splits or base.k_splits))
     kb = x.sa_tma.shape[1]
     from fp8gemm.layout import get_tma_aligned_size
     for cfg in configs:

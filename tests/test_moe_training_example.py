@@ -23,15 +23,19 @@ def test_fp8_loss_tracks_bf16_on_cpu() -> None:
     example = _example()
     result = example.train(example.Config(), "cpu")
     assert len(result["fp8"]) == example.Config.steps
-    assert result["fp8_end"] < 0.4 * result["fp8"][0]  # it learns
-    # Measured: 0.2% after 30 steps; 2% is the example's default tolerance.
+    assert result["floor"] > 0  # label noise: the loss has an irreducible part
+    # it learns: the loss above the noise floor at least halves
+    assert result["fp8_end"] - result["floor"] < 0.5 * (result["fp8"][0] - result["floor"])
+    # Measured: 0.07% after 30 steps; 2% is the example's default tolerance.
     assert result["relative_gap"] < 0.02
     assert example.main(["--steps", "8"]) in (0, 1)
 
 
 @pytest.mark.gpu
 def test_fp8_loss_within_1_percent_after_200_steps_gpu() -> None:
-    """The issue's acceptance: within 1% of BF16 after 200 steps (the run on the H200)."""
+    """The issue's acceptance: within 1% of BF16 after 200 steps (the run on the H200).
+
+    This configuration run on CPU (the same FP8 semantics through the reference code): gap 0.38%."""
     example = _example()
     assert example.main(["--device", "cuda", "--steps", "200", "--hidden", "1024", "--inter", "512",
                          "--experts", "8", "--tokens", "2048", "--tolerance", "0.01"]) == 0

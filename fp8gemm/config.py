@@ -268,3 +268,110 @@ def grid_size(config: GemmConfig, m: int, num_sms: int) -> int:
     grid = max(1, min(num_sms, tiles))
     cluster = config.cluster_size
     return max(cluster, grid // cluster * cluster)
+
+
+# ------------------------------------------------------------------ training GEMMs (FP32 output)
+# The kernel of include/fp8gemm/fp8_gemm_fp32.cuh: 1x128 scales on both operands, FP32 output,
+# dense or k-grouped. Its own config: M is a run-time value, N and the group count compile-time,
+# K (tokens) run-time as well (dense: a kernel argument; k-grouped: read from ks_tensor on the GPU).
+
+FP32_LAYOUTS = ("dense", "k_grouped")
+FP32_SLAB_COLS = 32  # FP32 output columns per staging slab / TMA store box (128 bytes)
+# NOTES: a math thread holds its FP32 sums, the partial sum and the per-element scale products
+# (formed while the wgmma run): 3 x BLOCK_N / 2 registers, hence BLOCK_N <= 128 (192 + addresses
+# of the 232 a math thread gets).
+FP32_BLOCK_N_CANDIDATES = (32, 64, 96, 128)
+# NOTES: the share of the tensor cores' rate a tile width reaches (wider wgmma read less shared
+# memory per flop), rated like _N_EFFICIENCY of the forward kernel; only the ranking matters.
+_FP32_N_EFFICIENCY = {32: 0.6, 64: 0.75, 96: 0.8, 128: 0.94}
+
+
+def fp32_smem_bytes(block_m: int, block_n: int, stages: int) -> int:
+    """Dynamic shared memory of the FP32-output kernel, as fp8_gemm_fp32.cuh (Smem) lays it out."""
+    store = block_m * block_n * 4
+    per_stage = (block_m + block_n) * BLOCK_K + round_up(block_m * 4, 128) + round_up(block_n * 4, 128)
+    return store + stages * per_stage + 2 * stages * 8 + _ALIGN_SLACK
+
+
+def fp32_max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
+    stages = 0
+    while stages < MAX_STAGES and fp32_smem_bytes(block_m, block_n, stages + 1) <= limit:
+        stages += 1
+    return stages
+
+
+@dataclass(frozen=True)
+class Fp32GemmConfig:
+    """One compiled variant of the FP32-output (training) kernel."""
+
+    layout: str            # "dense" | "k_grouped"
+    n: int
+    num_groups: int
+    block_m: int           # 64 (one math warpgroup) or 128 (two)
+    block_n: int           # a multiple of 32, at most 128
+    stages: int
+    raster_width: int
+
+    @property
+    def cluster_size(self) -> int:
+        return 1
+
+    @property
+    def num_math_warpgroups(self) -> int:
+        return 1 if self.block_m == 64 else 2
+
+    @property
+    def num_threads(self) -> int:
+        return 128 * (self.num_math_warpgroups + 1)
+
+    @property
+    def smem_bytes(self) -> int:
+        return fp32_smem_bytes(self.block_m, self.block_n, self.stages)
+
+    @property
+    def num_n_blocks(self) -> int:
+        return math.ceil(self.n / self.block_n)
+
+    def __str__(self) -> str:
+        return (f"fp32 {self.layout} n={self.n} g={self.num_groups}: BM={self.block_m} BN={self.block_n} "
+                f"stages={self.stages} smem={self.smem_bytes}")
+
+
+def with_fp32_tiles(config: Fp32GemmConfig, block_m: int, block_n: int, *,
+                    stages: int | None = None) -> Fp32GemmConfig:
+    """`config` with other tiles (tools and tests that force a variant); stages: as many as fit."""
+    return dataclasses.replace(config, block_m=block_m, block_n=block_n,
+                               stages=stages or fp32_max_stages(block_m, block_n))
+
+
+@lru_cache(maxsize=1024)
+def select_fp32_config(layout: str, m: int, n: int, num_groups: int = 1,
+                       num_sms: int = 132) -> Fp32GemmConfig:
+    """Tiles for the FP32-output kernel: `m` rows of each output (group), `n` columns.
+
+    64-row tiles for m <= 64, else 128 (two math warpgroups); the tile width that minimises waves x
+    per-tile cost (all groups are assumed to have tokens)."""
+    if layout not in FP32_LAYOUTS:
+        raise ValueError(f"layout must be one of {FP32_LAYOUTS}, got {layout!r}")
+    block_m = 64 if m <= 64 else 128
+    best = None
+    for block_n in FP32_BLOCK_N_CANDIDATES:
+        if block_n > round_up(n, FP32_SLAB_COLS):
+            continue
+        tiles = num_groups * math.ceil(m / block_m) * math.ceil(n / block_n)
+        cost = math.ceil(tiles / num_sms) * block_n / _FP32_N_EFFICIENCY[block_n]
+        key = (cost, -block_n)
+        if best is None or key < best[0]:
+            best = (key, block_n)
+    block_n = best[1]
+    config = Fp32GemmConfig(layout=layout, n=n, num_groups=num_groups, block_m=block_m, block_n=block_n,
+                            stages=fp32_max_stages(block_m, block_n), raster_width=RASTER_WIDTH)
+    if env.print_configs():
+        print(f"fp8gemm config m={m}: {config}", flush=True)
+    return config
+
+
+def fp32_grid_size(config: Fp32GemmConfig, m: int, num_sms: int) -> int:
+    """Persistent grid: one CTA per SM, no more CTAs than tiles (all groups counted as non-empty)."""
+    tiles = config.num_groups * math.ceil(m / config.block_m) * config.num_n_blocks
+    return max(1, min(num_sms, tiles))

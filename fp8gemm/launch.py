@@ -18,8 +18,17 @@ from dataclasses import dataclass
 import torch
 
 from . import device, jit
-from .codegen import kernel_name, kernel_source, reduce_kernel_name, reduce_kernel_source, tma_boxes
-from .config import GemmConfig, grid_size, select_config
+from .codegen import (
+    fp32_kernel_name,
+    fp32_kernel_source,
+    fp32_tma_boxes,
+    kernel_name,
+    kernel_source,
+    reduce_kernel_name,
+    reduce_kernel_source,
+    tma_boxes,
+)
+from .config import Fp32GemmConfig, GemmConfig, fp32_grid_size, grid_size, select_config, select_fp32_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
 from .utils import ceil_div
@@ -228,3 +237,87 @@ def gemm_masked(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Te
                           b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)
         _remember(key, launch)
     launch()
+
+
+# ------------------------------------------------------------------ training GEMMs (FP32 output)
+# The kernel of include/fp8gemm/fp8_gemm_fp32.cuh. Inputs arrive validated by fp8gemm.training, both
+# scale tensors in the TMA-aligned column-major layout. A launch is prepared once per problem and
+# buffers (addresses and sizes) and kept in ``_fp32_launches``.
+
+
+def plan_fp32(layout: str, m: int, n: int, num_groups: int = 1, num_sms: int | None = None) -> KernelPlan:
+    """The FP32-output kernel a training problem uses (no GPU needed): `m` rows of each output."""
+    config = select_fp32_config(layout, m, n, num_groups, num_sms or get_num_sms())
+    return KernelPlan(config, fp32_kernel_source(config), fp32_kernel_name(config))
+
+
+def fp32_kernel_for(config: Fp32GemmConfig, flags: tuple[str, ...] = ()) -> jit.Kernel:
+    """The loaded FP32-output kernel of a config (built through the JIT's caches the first time)."""
+    kernel = _kernels.get((config, flags))
+    if kernel is None:
+        kernel = jit.build(fp32_kernel_source(config), fp32_kernel_name(config), flags)
+        _kernels[config, flags] = kernel
+    return kernel
+
+
+def _fp32_args(config: Fp32GemmConfig, a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
+               d: torch.Tensor, ks_tensor: torch.Tensor | None, accumulate: bool) -> tuple:
+    """The FP32-output kernel's arguments, in its parameter order. `d` is ``[g, m, n]`` (dense: g = 1)."""
+    (m, k), n = a.shape, b.shape[0]
+    kb = sa.shape[1]
+    box = fp32_tma_boxes(config)
+    tmap_a = _tensor_map(a, (k, m), (k,), (box["a"].cols, box["a"].rows), box["a"].swizzle)
+    tmap_b = _tensor_map(b, (k, n), (k,), (box["b"].cols, box["b"].rows), box["b"].swizzle)
+    tmap_sa = _tensor_map(sa, (m, kb), (get_tma_aligned_size(m, 4),), (box["sa"].cols, box["sa"].rows),
+                          box["sa"].swizzle)
+    tmap_sb = _tensor_map(sb, (n, kb), (get_tma_aligned_size(n, 4),), (box["sb"].cols, box["sb"].rows),
+                          box["sb"].swizzle)
+    groups = d.shape[0]
+    tmap_d = _tensor_map(d, (n, m, groups), (n, m * n), (box["d"].cols, box["d"].rows, 1), box["d"].swizzle)
+    return (tmap_a, tmap_b, tmap_sa, tmap_sb, tmap_d, ks_tensor if ks_tensor is not None else _NULL,
+            ctypes.c_int32(m), ctypes.c_int32(kb), ctypes.c_int32(int(accumulate)))
+
+
+# NOTES: bounded like fp8gemm.gemm's cache: a workload that keeps allocating new buffers refills it.
+_MAX_FP32_LAUNCHES = 4096
+_fp32_launches: dict[tuple, object] = {}
+_fp32_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+
+
+def run_fp32(config: Fp32GemmConfig, a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
+             d: torch.Tensor, ks_tensor: torch.Tensor | None, accumulate: bool, num_sms: int | None = None,
+             flags: tuple[str, ...] = ()) -> None:
+    """Launch the FP32-output kernel of `config`: ``d[g] (+)= a @ b.T`` over the group's K blocks.
+
+    `a` ``[m, K]``, `b` ``[n, K]`` FP8 K-major; `sa` ``[m, K/128]``, `sb` ``[n, K/128]`` TMA-aligned
+    column-major; `d` FP32 ``[g, m, n]`` (dense: ``[1, m, n]``); `ks_tensor` the groups' token counts
+    (k-grouped) or None (dense: every K block); `accumulate`: add into `d` (TMA reduction) rather than
+    overwrite it."""
+    num_sms = num_sms or get_num_sms()
+    key = (config, flags, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), d.data_ptr(),
+           ks_tensor.data_ptr() if ks_tensor is not None else 0, tuple(a.shape), b.shape[0], d.shape[0],
+           accumulate, num_sms, _fp32_current_device())
+    launch = _fp32_launches.get(key)
+    if launch is None:
+        kernel = fp32_kernel_for(config, flags)
+        grid = fp32_grid_size(config, a.shape[0], num_sms)
+        args = _fp32_args(config, a, sa, b, sb, d, ks_tensor, accumulate)
+        launch = kernel.prepare(grid, config.num_threads, config.smem_bytes, args)
+        if len(_fp32_launches) >= _MAX_FP32_LAUNCHES:
+            _fp32_launches.clear()
+        _fp32_launches[key] = launch
+    launch()
+
+
+def gemm_fp32_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+                    accumulate: bool) -> None:
+    """``d = a @ b.T`` or, with `accumulate`, ``d += a @ b.T`` (FP32 `d` ``[m, n]``)."""
+    config = select_fp32_config("dense", a.shape[0], b.shape[0], 1, get_num_sms())
+    run_fp32(config, a, sa, b, sb, d.view(1, *d.shape), None, accumulate)
+
+
+def gemm_k_grouped(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, d: torch.Tensor,
+                   ks_tensor: torch.Tensor, accumulate: bool) -> None:
+    """Per group with tokens: ``d[g] = a_g @ b_g.T`` or, with `accumulate`, ``d[g] += a_g @ b_g.T``."""
+    config = select_fp32_config("k_grouped", a.shape[0], b.shape[0], d.shape[0], get_num_sms())
+    run_fp32(config, a, sa, b, sb, d, ks_tensor, accumulate)

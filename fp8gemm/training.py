@@ -10,10 +10,12 @@ tokens (K is the token dimension), and accumulate in FP32:
   the groups' tokens concatenated along K.
 
 The semantics are final and defined by `fp8gemm.reference.gemm_nt_fp32_reference` and
-`fp8gemm.reference.k_grouped_contiguous_reference`. CPU tensors compute through them. **CUDA
-tensors compute through the same reference code, in plain torch on the GPU: correct, not yet
-accelerated** (no JIT kernel yet; the k-grouped one reads ``ks_tensor`` on the host, which
-synchronizes and is not CUDA-graph safe). The kernels will take exactly these arguments and layouts.
+`fp8gemm.reference.k_grouped_contiguous_reference`. CPU tensors compute through them. CUDA tensors
+run the JIT kernel of ``include/fp8gemm/fp8_gemm_fp32.cuh`` (sm_90a): FP32 output through TMA
+stores, or TMA reductions (``d += acc`` element-wise in L2) when accumulating. The k-grouped kernel
+reads ``ks_tensor`` on the GPU (no host sync; CUDA-graph safe: a replay uses the counts the tensor
+holds then). ``c`` that is neither None nor ``d`` is first copied into ``d`` (dense), or into the
+groups of ``d`` that have tokens (k-grouped, selected on the GPU), then accumulated onto.
 
 Layout of the k-grouped GEMM, and why: the Hopper tensor cores take FP8 operands K-major only, so
 both operands are K-major, ``a [m, K]`` (e.g. dY^T: output channels by tokens) and ``b [n, K]`` (e.g.
@@ -34,8 +36,9 @@ from collections.abc import Sequence
 
 import torch
 
-from . import reference, validate
+from . import env, reference, validate
 from .device import require_sm90
+from .layout import get_col_major_tma_aligned_tensor
 
 __all__ = [
     "fp8_gemm_nt_fp32",
@@ -63,10 +66,13 @@ def _check_options(compiled_dims: object) -> None:
         raise TypeError(f"compiled_dims: expected a str, got {type(compiled_dims).__name__}")
 
 
-def _on_cuda(device: torch.device) -> None:
-    # The kernels will need sm_90; the interim reference path checks the same, so that code written
-    # now keeps working when they land.
+def _on_cuda(device: torch.device):
+    """Checks the GPU; returns `fp8gemm.launch` (imported on the first CUDA call: importing fp8gemm
+    loads no JIT)."""
     require_sm90(device)
+    from . import launch
+
+    return launch
 
 
 def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Tensor | None = None,
@@ -87,8 +93,11 @@ def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Ten
             not overlap ``d``.
         recipe: None or ``(1, 1, 128)``.
 
-    Semantics: `fp8gemm.reference.gemm_nt_fp32_reference`. CUDA tensors: the same reference code on
-    the GPU (correct, not yet accelerated).
+    Semantics: `fp8gemm.reference.gemm_nt_fp32_reference`. CUDA tensors: the FP32-output kernel
+    (fp8_gemm_fp32.cuh); a row-major ``sa``/``sb`` is converted to the TMA-aligned column-major
+    layout first (a copy; pass `get_col_major_tma_aligned_tensor` output to avoid it). With ``d is c``
+    the kernel adds into ``d`` in L2 (exactly ``c + acc`` per element); another ``c`` is copied into
+    ``d`` first.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -97,11 +106,17 @@ def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Ten
     """
     _check_recipe(recipe)
     a_, sa, b_, sb = validate.check_dense_fp32(a, b, d, c, _names)
-    if a_.is_cuda:
-        _on_cuda(a_.device)
+    if not a_.is_cuda:
+        if a_.shape[0]:
+            reference.gemm_nt_fp32_reference(a_, sa, b_, sb, d, c)
+        return
+    launch = _on_cuda(a_.device)
     if a_.shape[0] == 0:
         return
-    reference.gemm_nt_fp32_reference(a_, sa, b_, sb, d, c)
+    if c is not None and c is not d:
+        d.copy_(c)
+    launch.gemm_fp32_dense(a_, get_col_major_tma_aligned_tensor(sa), b_, get_col_major_tma_aligned_tensor(sb),
+                           d, accumulate=c is not None)
 
 
 def wgrad_gemm_fp8_fp8_fp32_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) -> None:
@@ -146,17 +161,25 @@ def k_grouped_fp8_gemm_nt_contiguous(
         recipe: None or ``(1, 1, 128)`` (the field's default).
         compiled_dims: accepted and ignored.
 
-    Values (``ks_tensor``, padding zeros) are checked on CPU, and on CUDA for as long as the CUDA path
-    is the reference (which reads ``ks_tensor`` anyway); with the kernel, CUDA tensors will be checked
-    only with ``FP8GEMM_CHECK_INPUTS=1``.
+    Values (``ks_tensor``, its agreement with ``ks``, padding zeros) are checked on CPU; on CUDA only
+    with ``FP8GEMM_CHECK_INPUTS=1`` (reading them synchronizes).
 
-    Semantics: `fp8gemm.reference.k_grouped_contiguous_reference`. CUDA tensors: the same reference
-    code on the GPU (correct, not yet accelerated; it synchronizes to read ``ks_tensor``).
+    Semantics: `fp8gemm.reference.k_grouped_contiguous_reference`. CUDA tensors: the FP32-output
+    kernel (fp8_gemm_fp32.cuh), which reads ``ks_tensor`` on the GPU: no host sync, CUDA-graph safe.
+    Row-major ``sa``/``sb`` are converted to the TMA-aligned column-major layout first (a copy).
     """
     _check_recipe(recipe)
     _check_options(compiled_dims)
     a_, sa, b_, sb, counts = validate.check_k_grouped(a, b, d, ks, ks_tensor, c)
-    if a_.is_cuda:
-        _on_cuda(a_.device)
-    counts = validate.check_k_grouped_values(a_, b_, ks_tensor, counts)
-    reference.k_grouped_contiguous_reference(a_, sa, b_, sb, d, counts, c)
+    if not a_.is_cuda:
+        counts = validate.check_k_grouped_values(a_, b_, ks_tensor, counts)
+        reference.k_grouped_contiguous_reference(a_, sa, b_, sb, d, counts, c)
+        return
+    launch = _on_cuda(a_.device)
+    if env.check_inputs():
+        validate.check_k_grouped_values(a_, b_, ks_tensor, counts)
+    if c is not None and c is not d:
+        # Groups without tokens keep d[g] (the semantics leave them untouched); chosen on the GPU.
+        torch.where(ks_tensor.view(-1, 1, 1) > 0, c, d, out=d)
+    launch.gemm_k_grouped(a_, get_col_major_tma_aligned_tensor(sa), b_, get_col_major_tma_aligned_tensor(sb),
+                          d, ks_tensor, accumulate=c is not None)

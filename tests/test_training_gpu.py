@@ -2,9 +2,10 @@
 issue's k-grouped shapes (scaled down in tokens): 0-token groups, odd token counts, accumulation onto
 a non-zero C, in place; NaN-poisoned outputs; rows/groups that must stay untouched.
 
-Today the CUDA path is the reference code on the GPU, so these pass by construction of the semantics;
-they are written for the kernels: the only allowed difference from the CPU reference is the tensor
-cores' rounding inside a 128-wide K block (FP32 output: a relative 1e-5 of sum |terms|, loose).
+CUDA runs the FP32-output kernel (fp8_gemm_fp32.cuh): the only allowed difference from the CPU
+reference is the tensor cores' rounding inside a 128-wide K block and the fused promotion (FP32
+output: a relative 1e-5 of sum |terms|, loose). Also: another c with 0-token groups, a CUDA graph
+replayed after the counts changed on the GPU, every tile shape the kernel allows.
 """
 
 from __future__ import annotations
@@ -139,3 +140,81 @@ def test_layers_on_gpu_match_cpu() -> None:
         outs.append((xd.grad.cpu(), grouped.weight.grad.cpu()))
     assert calc_diff(outs[0][0], outs[1][0]) < 1e-4
     assert calc_diff(outs[0][1], outs[1][1]) < 1e-4
+
+
+def _k_grouped_cuda(ks: list[int], m: int, n: int, seed: int):
+    gen = torch.Generator().manual_seed(seed)
+    a, sa = fp8gemm.k_grouped_per_channel_transpose_cast_to_fp8(torch.randn(sum(ks), m, generator=gen), ks)
+    b, sb = fp8gemm.k_grouped_per_channel_transpose_cast_to_fp8(torch.randn(sum(ks), n, generator=gen), ks)
+    return (a, sa, b, sb), (a.cuda(), fp8gemm.get_col_major_tma_aligned_tensor(sa.cuda()), b.cuda(),
+                            fp8gemm.get_col_major_tma_aligned_tensor(sb.cuda()))
+
+
+def test_k_grouped_with_another_c_leaves_empty_groups_untouched() -> None:
+    ks = [129, 0, 511, 0]
+    (a, sa, b, sb), (ca, csa, cb, csb) = _k_grouped_cuda(ks, 200, 328, 1)
+    c = torch.randn(4, 200, 328) * 4
+    d = torch.full((4, 200, 328), float("nan"), device="cuda")
+    fp8gemm.k_grouped_fp8_gemm_nt_contiguous((ca, csa), (cb, csb), d, ks,
+                                             torch.tensor(ks, dtype=torch.int32, device="cuda"), c=c.cuda())
+    torch.cuda.synchronize()
+    assert d[1].isnan().all() and d[3].isnan().all()
+    want = reference.k_grouped_contiguous(a, sa, b, sb, ks, c)
+    assert calc_diff(d[[0, 2]].cpu(), want[[0, 2]]) < DIFF_VS_REFERENCE
+
+
+def test_k_grouped_replays_in_a_cuda_graph_with_new_counts() -> None:
+    """The counts are read on the GPU: a graph captured with some counts computes with the new ones."""
+    g, m, n, capacity = 3, 256, 384, 1536
+    ks_tensor = torch.tensor([300, 0, 129], dtype=torch.int32, device="cuda")
+    a = torch.zeros(m, capacity, dtype=torch.float8_e4m3fn, device="cuda")
+    b = torch.zeros(n, capacity, dtype=torch.float8_e4m3fn, device="cuda")
+    cm = fp8gemm.get_col_major_tma_aligned_tensor
+    sa = cm(torch.ones(m, capacity // 128, device="cuda"))
+    sb = cm(torch.ones(n, capacity // 128, device="cuda"))
+    d = torch.zeros(g, m, n, device="cuda")
+    fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, None, ks_tensor, c=d)  # compile, prepare
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, None, ks_tensor, c=d)
+    ks = [0, 77, 700]
+    (qa, qsa, qb, qsb), _ = _k_grouped_cuda(ks, m, n, 2)
+    a[:, : qa.shape[1]] = qa.cuda()
+    b[:, : qb.shape[1]] = qb.cuda()
+    sa[:, : qsa.shape[1]] = qsa.cuda()
+    sb[:, : qsb.shape[1]] = qsb.cuda()
+    ks_tensor.copy_(torch.tensor(ks, dtype=torch.int32))
+    d.fill_(1.0)
+    graph.replay()
+    torch.cuda.synchronize()
+    want = reference.k_grouped_contiguous(qa, qsa, qb, qsb, ks) + 1.0
+    assert torch.equal(d[0].cpu(), torch.ones(m, n))
+    assert calc_diff(d[1:].cpu(), want[1:]) < DIFF_VS_REFERENCE
+
+
+@pytest.mark.parametrize(("bm", "bn"), [(64, 32), (64, 128), (128, 32), (128, 64), (128, 96), (128, 128)])
+def test_forced_tiles(bm: int, bn: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tile shape the kernel allows, on ragged shapes (M, N, K not multiples of the tiles)."""
+    from fp8gemm import config, launch
+
+    original = launch.select_fp32_config
+    monkeypatch.setattr(launch, "select_fp32_config", lambda layout, m, n, groups=1, num_sms=132:
+                        config.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn))
+    m, n, k = 200, 328, 1008
+    gen = torch.Generator().manual_seed(bm + bn)
+    a, sa = fp8gemm.per_channel_transpose_cast_to_fp8(torch.randn(k, m, generator=gen))
+    b, sb = fp8gemm.per_channel_transpose_cast_to_fp8(torch.randn(k, n, generator=gen))
+    c = torch.randn(m, n, generator=gen)
+    d = c.cuda()
+    fp8gemm.fp8_gemm_nt((a.cuda(), sa.cuda()), (b.cuda(), sb.cuda()), d, c=d)
+    _close_to_cpu(d, reference.gemm_nt_fp32(a, sa, b, sb, c), _abs_bound(a, sa, b, sb) + c.abs())
+    ks = [130, 0, 257]
+    (ga, gsa, gb, gsb), cuda = _k_grouped_cuda(ks, m, n, 3)
+    d = torch.full((3, m, n), float("nan"), device="cuda")
+    fp8gemm.k_grouped_fp8_gemm_nt_contiguous(cuda[:2], cuda[2:], d, ks,
+                                             torch.tensor(ks, dtype=torch.int32, device="cuda"))
+    torch.cuda.synchronize()
+    assert d[1].isnan().all()
+    want = reference.k_grouped_contiguous(ga, gsa, gb, gsb, ks)
+    assert calc_diff(d[[0, 2]].cpu(), want[[0, 2]]) < DIFF_VS_REFERENCE

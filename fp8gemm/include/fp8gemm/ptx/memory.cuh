@@ -43,3 +43,21 @@ FP8GEMM_DEVICE void store_global_f32x2(float* ptr, float x, float y) {
 }
 
 }  // namespace fp8gemm::ptx
+
+namespace fp8gemm::ptx {
+
+// Two consecutive FP32 values from shared memory (8-byte aligned): one LDS.64.
+struct Float2 { float x, y; };
+
+FP8GEMM_DEVICE Float2 load_shared_f32x2(uint32_t addr) {
+    Float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(addr));
+    return v;
+}
+
+// Two consecutive FP32 values to shared memory (8-byte aligned): one STS.64.
+FP8GEMM_DEVICE void store_shared_f32x2(uint32_t addr, float x, float y) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};" :: "r"(addr), "f"(x), "f"(y) : "memory");
+}
+
+}  // namespace fp8gemm::ptx

@@ -57,3 +57,23 @@ FP8GEMM_DEVICE void fence_proxy_async_smem() {
 }
 
 }  // namespace fp8gemm::ptx
+
+namespace fp8gemm::ptx {
+
+// 3D tile store from shared memory (c0 innermost); elements outside the tensor are clipped.
+FP8GEMM_DEVICE void tma_store_3d(const TensorMap* map, uint32_t src, int32_t c0, int32_t c1, int32_t c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];"
+                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(src), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+
+// 3D tile reduction into global memory: global += shared, element-wise, in the tensor map's type
+// (FP32: each element is one rounded addition, done in L2); elements outside the tensor are clipped.
+// Completes like a store (tma_store_commit / tma_store_wait*).
+FP8GEMM_DEVICE void tma_reduce_add_3d(const TensorMap* map, uint32_t src, int32_t c0, int32_t c1, int32_t c2) {
+    asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3, %4}], [%1];"
+                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(src), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+
+}  // namespace fp8gemm::ptx

@@ -3,8 +3,9 @@
     PYTHONPATH=. python benchmarks/host_overhead.py
 
 Prints, for a dense, a contiguous and a masked decode-sized call: the whole public call, the
-torch.ops path, and the pieces of the call (argument checks, the prepared launch alone, the bare
-driver launch through cuda-bindings and through ctypes).
+torch.ops path, and the pieces of the call (the prepared launch alone, the bare driver launch through
+cuda-bindings and through ctypes; the rest of a repeat call is one key and one dictionary lookup in
+`fp8gemm.gemm`). tools/host_cast_check.py prints the same table next to the cast's figures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if not __package__:  # run as a script: import from this checkout
 
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from benchmarks.timing import host_time_us
-from fp8gemm import gemm, launch, validate
+from fp8gemm import gemm
 
 
 def _ctypes_launch(prepared) -> callable:
@@ -35,18 +36,18 @@ def _ctypes_launch(prepared) -> callable:
     return lambda: fn(cfg, func, params, None)
 
 
-def report(name: str, direct, op, check) -> None:
+def report(name: str, direct, op) -> None:
+    gemm.clear_prepared()
     direct()
     op()
     torch.cuda.synchronize()
-    prepared = next(v for v in launch._launches.values() if hasattr(v, "_cfg"))
+    (_device, prepared), = gemm._prepared.values()
     from cuda.bindings import driver as cu
 
     cfg, fn, params = prepared._cfg, prepared._fn, prepared._params
     rows = {
         "public call": direct,
         "torch.ops call": op,
-        "argument checks (validate.check_cached)": check,
         "prepared launch alone": prepared,
         "cuLaunchKernelEx via cuda-bindings": lambda: cu.cuLaunchKernelEx(cfg, fn, params, 0),
         "cuLaunchKernelEx via ctypes": _ctypes_launch(prepared),
@@ -55,7 +56,7 @@ def report(name: str, direct, op, check) -> None:
     for label, fn_ in rows.items():
         us = min(host_time_us(fn_, iters=500) for _ in range(3))
         print(f"  {label:42s} {us:6.2f} us")
-    launch.clear_launches()
+    gemm.clear_prepared()
 
 
 def main() -> None:
@@ -65,7 +66,6 @@ def main() -> None:
         "dense 128x7168x2048",
         lambda: gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out),
         lambda: torch.ops.fp8gemm.gemm_nt(x.a, x.sa_tma, x.b, x.sb, out),
-        lambda: validate.check_cached(validate.check_dense, (x.a, x.sa_tma), (x.b, x.sb), out),
     )
     c = make_contiguous_inputs([100, 37, 128, 5], 512, 7168)
     out_c = torch.empty((c.a.shape[0], 512), dtype=torch.bfloat16, device="cuda")
@@ -74,7 +74,6 @@ def main() -> None:
         "contiguous 4 groups n=512 k=7168",
         lambda: gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(lhs, rhs, out_c, c.m_indices),
         lambda: torch.ops.fp8gemm.m_grouped_gemm_nt_contiguous(*lhs, *rhs, out_c, c.m_indices),
-        lambda: validate.check_cached(validate.check_contiguous, lhs, rhs, out_c, c.m_indices),
     )
     mk = make_masked_inputs([3, 0, 17, 8] * 4, 128, 512, 7168)
     out_m = torch.empty((16, 128, 512), dtype=torch.bfloat16, device="cuda")
@@ -83,7 +82,6 @@ def main() -> None:
         "masked 16 groups max_m=128 n=512 k=7168",
         lambda: gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked(lhs_m, rhs_m, out_m, mk.masked_m, 8),
         lambda: torch.ops.fp8gemm.m_grouped_gemm_nt_masked(*lhs_m, *rhs_m, out_m, mk.masked_m, 8),
-        lambda: validate.check_cached(validate.check_masked, lhs_m, rhs_m, out_m, mk.masked_m, 8),
     )
     empty = torch.empty(1, device="cuda")
     print(f"== reference points\n  torch empty_like (allocator)               "

@@ -2,7 +2,9 @@
 
 Each setting has an ``FP8GEMM_`` name and, where the field has one, the established ``DG_`` name of
 the same meaning; the ``FP8GEMM_`` name wins when both are set (also to switch a flag off). Values
-are read at call time, not import time, so tests and long-running processes can change them.
+are read at call time, not import time, so tests and long-running processes can change them; the one
+exception is `check_inputs`, asked on every grouped GEMM call: it is read once and kept until
+`refresh()`.
 
 Flags accept ``1``/``true``/``yes``/``on`` and ``0``/``false``/``no``/``off``/empty (any case), and
 integers (non-zero is on, as the field's tools read them); anything else is a ``ValueError`` naming
@@ -27,6 +29,7 @@ __all__ = [
     "ptxas_verbose",
     "print_configs",
     "check_inputs",
+    "refresh",
     "bench_commit",
     "debug",
     "parse_flag",
@@ -108,10 +111,27 @@ def print_configs() -> bool:
     return _flag("FP8GEMM_PRINT_CONFIGS", "DG_PRINT_CONFIGS")
 
 
+# NOTES: settings read on the GEMMs' hot path are kept after their first read: os.environ costs
+# ~0.9 us per lookup (it encodes the name and decodes the value every time).
+_kept: dict[str, bool] = {}
+
+
+def refresh() -> None:
+    """Forget the settings kept after their first read (`check_inputs`): the next call reads the
+    environment again. Call it after changing FP8GEMM_CHECK_INPUTS in a running process."""
+    _kept.clear()
+
+
 def check_inputs() -> bool:
     """FP8GEMM_CHECK_INPUTS: also check the *values* of index tensors on CUDA (``m_indices``), which
-    reads them on the host and so synchronizes with the GPU. Off by default; for debugging."""
-    return _flag("FP8GEMM_CHECK_INPUTS")
+    reads them on the host and so synchronizes with the GPU. Off by default; for debugging.
+
+    Read on the first call and kept (it is asked on every grouped GEMM call); `refresh()` re-reads it.
+    """
+    value = _kept.get("check_inputs")
+    if value is None:
+        value = _kept["check_inputs"] = _flag("FP8GEMM_CHECK_INPUTS")
+    return value
 
 
 def bench_commit() -> str | None:

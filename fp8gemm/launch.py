@@ -2,22 +2,22 @@
 maps and launch on torch's current stream. Inputs arrive validated by `fp8gemm.validate`, with
 `sa` already in the TMA-aligned column-major layout.
 
-The hot path is one dictionary lookup. A serving loop calls the same GEMM on the same buffers every
-step, so everything that depends only on the problem and the buffers' addresses (the config, the
-kernel, the four tensor maps, the packed kernel arguments, the launch dimensions) is prepared once
-into a `jit.Launch` and kept in ``_launches``. A call builds the key from the addresses and sizes,
-finds the Launch and calls it: no allocation, no driver query, no encoding. A miss (new buffers)
-prepares a Launch from the config's kernel, kept per config in ``_kernels``.
+`gemm_dense`, `gemm_contiguous` and `gemm_masked` prepare everything that depends only on the problem
+and the buffers' addresses (the config, the kernel, the four tensor maps, the packed kernel
+arguments, the launch dimensions) into a `jit.Launch`, launch it, and return it: `fp8gemm.gemm`
+keeps it for repeat calls on the same buffers (its one hot-path cache), which then cost one
+dictionary lookup and one driver call. Kernels are kept per config in ``_kernels``.
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from . import device, jit
+from . import jit
 from .codegen import (
     fp32_kernel_name,
     fp32_kernel_source,
@@ -33,7 +33,7 @@ from .device import get_num_sms
 from .layout import get_tma_aligned_size
 from .utils import ceil_div
 
-_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+Prepared = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,9 @@ def check_supported_shape(n: int, k: int) -> None:
                          f"aligned), got k={k}")
 
 
-# NOTES: off the hot path, but on every miss of `_launches` (new buffers: fresh activations from the
-# allocator): `jit.build` hashes the source and its headers (~2 ms), so kernels are kept per config.
+# NOTES: off the hot path, but on every miss of `fp8gemm.gemm`'s prepared calls (new buffers: fresh
+# activations from the allocator): `jit.build` hashes the source and its headers (~2 ms), so kernels
+# are kept per config.
 _kernels: dict[tuple, jit.Kernel] = {}
 
 
@@ -148,95 +149,48 @@ def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa
     return kernel.prepare(grid, config.num_threads, config.smem_bytes, args, cluster=config.cluster_size)
 
 
-# NOTES: the key holds the buffers' addresses and every size the maps and the config depend on, the
-# current device, the SM-count override and the config selector itself (tools swap it to force a
-# config). The tensors themselves are not kept: a Launch for freed buffers is never wrong, only
-# unused (a new tensor at the same address with the same sizes has the same maps). Bounded: a
-# workload that keeps allocating new buffers refills it from scratch.
-_MAX_LAUNCHES = 4096
-_launches: dict[tuple, object] = {}
-
-
-def _remember(key: tuple, launch) -> None:
-    if len(_launches) >= _MAX_LAUNCHES:
-        _launches.clear()
-    _launches[key] = launch
-
-
-def clear_launches() -> None:
-    """Forget every prepared launch (the next call of each problem prepares it again)."""
-    _launches.clear()
-
-
-def _run(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int, sa: torch.Tensor,
-         b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor, grouped: torch.Tensor | None,
-         rows: int, grid_rows: int, num_sms: int, flags: tuple[str, ...] = ()) -> None:
-    """Launch an explicit config (for tools that force one): `a2d` ``[rows_a, k]`` and `b2d`
-    ``[rows_b, k]`` as 2D K-major views, `sa` read as the 2D map `sa_dims` with row stride `sa_stride`,
-    `out2d` the 2D output, `grouped` the m_indices / masked_m tensor or None, `rows` the kernel's row
-    count, `grid_rows` the rows the persistent grid is sized for."""
-    key = (config, flags, a2d.data_ptr(), sa.data_ptr(), b2d.data_ptr(), sb.data_ptr(), out2d.data_ptr(),
-           grouped.data_ptr() if grouped is not None else 0, a2d.shape[0], b2d.shape[0], out2d.shape[0],
-           sa_dims, sa_stride, rows, grid_rows, num_sms, _current_device())
-    launch = _launches.get(key)
-    if launch is None:
-        launch = _prepare(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows, grid_rows,
-                          num_sms, flags)
-        _remember(key, launch)
-    launch()
-
-
 def gemm_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,
-               out: torch.Tensor) -> None:
+               out: torch.Tensor) -> Prepared:
+    """Prepare the dense GEMM on these tensors, launch it once and return the prepared launch."""
     m, k = a.shape
     n = b.shape[0]
-    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(), m, n, k,
-           _current_device(), device._num_sms_override)
-    launch = _launches.get(key)
-    if launch is None:
-        check_supported_shape(n, k)
-        num_sms = get_num_sms()
-        config = select_config("dense", m, n, k, 1, num_sms)
-        launch = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m,
-                          m, num_sms)
-        _remember(key, launch)
-    launch()
+    check_supported_shape(n, k)
+    num_sms = get_num_sms()
+    config = select_config("dense", m, n, k, 1, num_sms)
+    prepared = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b, sb, out, None, m, m,
+                        num_sms)
+    prepared()
+    return prepared
 
 
 def gemm_contiguous(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
-                    m_indices: torch.Tensor) -> None:
+                    m_indices: torch.Tensor) -> Prepared:
+    """Prepare the contiguous grouped GEMM (aligned layout), launch it once and return it."""
     m, k = a.shape
     g, n, _ = b.shape
-    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(),
-           m_indices.data_ptr(), m, n, k, g, _current_device(), device._num_sms_override)
-    launch = _launches.get(key)
-    if launch is None:
-        check_supported_shape(n, k)
-        num_sms = get_num_sms()
-        config = select_config("contiguous", m, n, k, g, num_sms)
-        launch = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb,
-                          out, m_indices, m, m, num_sms)
-        _remember(key, launch)
-    launch()
+    check_supported_shape(n, k)
+    num_sms = get_num_sms()
+    config = select_config("contiguous", m, n, k, g, num_sms)
+    prepared = _prepare(config, a, (m, sa.shape[1]), get_tma_aligned_size(m, 4), sa, b.view(g * n, k), sb,
+                        out, m_indices, m, m, num_sms)
+    prepared()
+    return prepared
 
 
 def gemm_masked(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, out: torch.Tensor,
-                masked_m: torch.Tensor, expected_m: int) -> None:
+                masked_m: torch.Tensor, expected_m: int) -> Prepared:
+    """Prepare the masked grouped GEMM, launch it once and return it."""
     g, max_m, k = a.shape
     n = b.shape[1]
-    key = (select_config, a.data_ptr(), sa.data_ptr(), b.data_ptr(), sb.data_ptr(), out.data_ptr(),
-           masked_m.data_ptr(), g, max_m, n, k, expected_m, _current_device(), device._num_sms_override)
-    launch = _launches.get(key)
-    if launch is None:
-        check_supported_shape(n, k)
-        num_sms = get_num_sms()
-        config = select_config("masked", expected_m, n, k, g, num_sms)
-        kb = sa.shape[2]
-        # sa [g, max_m, kb] with strides (aligned * kb, 1, aligned) is a 2D map of (max_m, g * kb).
-        launch = _prepare(config, a.view(g * max_m, k), (max_m, g * kb), get_tma_aligned_size(max_m, 4), sa,
-                          b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)
-        _remember(key, launch)
-    launch()
+    check_supported_shape(n, k)
+    num_sms = get_num_sms()
+    config = select_config("masked", expected_m, n, k, g, num_sms)
+    kb = sa.shape[2]
+    # sa [g, max_m, kb] with strides (aligned * kb, 1, aligned) is a 2D map of (max_m, g * kb).
+    prepared = _prepare(config, a.view(g * max_m, k), (max_m, g * kb), get_tma_aligned_size(max_m, 4), sa,
+                        b.view(g * n, k), sb, out.view(g * max_m, n), masked_m, max_m, g * max_m, num_sms)
+    prepared()
+    return prepared
 
 
 # ------------------------------------------------------------------ training GEMMs (FP32 output)

@@ -19,6 +19,9 @@ Requirements checked:
 
 The *values* of ``m_indices`` are checked by `check_contiguous_layout`: always for CPU tensors, and for
 CUDA tensors only when asked (``FP8GEMM_CHECK_INPUTS=1``), since reading them synchronizes.
+
+These checks cost ~25 us of Python; a repeat CUDA call skips them through `fp8gemm.gemm`'s cache of
+prepared calls, whose key holds everything they depend on (addresses, shapes, strides, dtypes).
 """
 
 from __future__ import annotations
@@ -513,50 +516,3 @@ def check_k_grouped_values(
                     "k_grouped_per_channel_transpose_cast_to_fp8 writes the layout with zero padding"
                 )
     return counts
-
-
-# ------------------------------------------------------------------------------------ repeat calls
-# NOTES: a serving loop calls the same GEMM with tensors of the same shapes, strides, dtypes and
-# devices every step; the checks above cost ~25 us of Python each time. Every check on CUDA inputs
-# depends on that metadata alone (values such as m_indices are never read there), so a signature
-# that passed once passes again: remember it (bounded) and skip the checks.
-_MAX_SIGNATURES = 4096
-_passed: dict[tuple, bool] = {}
-
-
-def _meta(x: object) -> object:
-    if isinstance(x, torch.Tensor):
-        return (x.shape, x.stride(), x.dtype, x.get_device())
-    return (type(x), x)
-
-
-def check_cached(check, lhs: object, rhs: object, out: object, *extra: object) -> tuple:
-    """`check(lhs, rhs, out, *extra)`, run once per argument signature for CUDA inputs.
-
-    Returns the check's ``(a, sa, b, sb)`` and whether ``sa`` is already TMA-aligned (so the caller can
-    skip converting it). CPU inputs are always checked in full (the reference path reads values).
-    Data pointers change from call to call, so their alignment is re-checked on every call.
-    """
-    try:
-        (a, sa), (b, sb) = lhs, rhs
-        # NOTES: spelled out rather than a loop over _meta: this line runs on every call, and the
-        # generator and the torch.device objects of `x.device` cost ~2 us of the 10 us budget.
-        key = (check, a.shape, a.stride(), a.dtype, a.get_device(), sa.shape, sa.stride(), sa.dtype,
-               sa.get_device(), b.shape, b.stride(), b.dtype, b.get_device(), sb.shape, sb.stride(),
-               sb.dtype, sb.get_device(), out.shape, out.stride(), out.dtype, out.get_device(),
-               *[_meta(x) for x in extra])
-        aligned = _passed.get(key)
-    except Exception:  # not even the expected structure: the full check says what is wrong
-        key = aligned = None
-    if aligned is not None and not (
-        (a.data_ptr() | b.data_ptr() | out.data_ptr() | (sa.data_ptr() if aligned else 0))
-        % _TMA_ALIGNMENT_BYTES
-    ):
-        return (a, sa, b, sb), aligned
-    a, sa, b, sb = check(lhs, rhs, out, *extra)
-    aligned = is_col_major_tma_aligned(sa)
-    if key is not None and a.is_cuda:
-        if len(_passed) >= _MAX_SIGNATURES:
-            _passed.clear()
-        _passed[key] = aligned
-    return (a, sa, b, sb), aligned

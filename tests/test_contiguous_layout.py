@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import fp8gemm
-from fp8gemm import contiguous, reference, validate
+from fp8gemm import contiguous, env, reference, validate
 
 N, K, G = 128, 256, 5
 
@@ -227,10 +227,16 @@ def test_cuda_tensors_are_not_read_on_the_host_unless_asked(monkeypatch: pytest.
     monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("cuda", 0)), raising=False)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
     monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 0, raising=False)
-    monkeypatch.setattr(validate, "check_cached", lambda *args: ((a, sa, b, sb), True))
+    monkeypatch.setattr(validate, "check_contiguous", lambda *args: (a, sa, b, sb))
     monkeypatch.delenv("FP8GEMM_CHECK_INPUTS", raising=False)
+    env.refresh()
     gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, layout)
     assert checked == [] and launched == ["gemm_contiguous"]
     monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "1")
-    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, layout)
+    env.refresh()  # the setting is read once per process
+    try:
+        gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out, layout)
+    finally:
+        monkeypatch.delenv("FP8GEMM_CHECK_INPUTS")
+        env.refresh()
     assert checked == [True] and launched == ["gemm_contiguous"] * 2

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import fp8gemm
-from fp8gemm import reference
+from fp8gemm import env, reference
 from fp8gemm.device import is_sm90_available
 
 pytestmark = [
@@ -126,8 +126,16 @@ def test_out_of_range_ids_are_left_untouched_without_checks(monkeypatch: pytest.
         assert not out[:128].isnan().any() and not out[256:].isnan().any()
 
 
-def test_check_inputs_raises_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def check_inputs(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "1")
+    env.refresh()  # the setting is read once per process
+    yield
+    monkeypatch.delenv("FP8GEMM_CHECK_INPUTS")
+    env.refresh()
+
+
+def test_check_inputs_raises_on_cuda(check_inputs: None) -> None:
     a, sa, b, sb = _inputs(256, 2, 256, 512, seed=7)
     out = torch.full((256, 256), NAN, dtype=torch.bfloat16, device="cuda")
     unaligned = torch.tensor([0] * 100 + [1] * 156, dtype=torch.int32, device="cuda")

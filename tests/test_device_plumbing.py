@@ -49,6 +49,7 @@ class FakeGPUs:
         monkeypatch.setattr(runtime, "_current_device", lambda: self.current)
         monkeypatch.setattr(runtime, "_raw_stream", self.stream_of)
         monkeypatch.setattr(runtime, "_driver", lambda: Driver())
+        monkeypatch.setattr(runtime, "_raw_launcher", lambda: None)  # launches go to the recorder
         monkeypatch.setattr(device, "_capability", lambda index: (9, 0))
 
     @staticmethod
@@ -102,7 +103,8 @@ def test_every_public_function_goes_through_the_device_switch(monkeypatch: pytes
 
     calls = []
     monkeypatch.setattr(gemm, "_cuda", lambda name, dev, *args: calls.append((name, dev)))
-    monkeypatch.setattr(validate, "check_cached", lambda check, lhs, rhs, out, *extra: ((*lhs, *rhs), True))
+    for check in ("check_dense", "check_contiguous", "check_masked"):
+        monkeypatch.setattr(validate, check, lambda lhs, rhs, out, *extra: (*lhs, *rhs))
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
     monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 1, raising=False)
     x = torch.zeros(4, 4)

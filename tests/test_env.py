@@ -18,11 +18,14 @@ FLAGS = {
 
 
 @pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch) -> None:
+def clean(monkeypatch: pytest.MonkeyPatch):
     for names in FLAGS.values():
         for name in names:
             if name:
                 monkeypatch.delenv(name, raising=False)
+    env.refresh()
+    yield
+    env.refresh()
 
 
 @pytest.mark.parametrize("value", ["1", "true", "TRUE", "yes", "on", " On ", "2"])
@@ -44,17 +47,36 @@ def test_unknown_value_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
 @pytest.mark.parametrize("flag", list(FLAGS), ids=lambda f: f.__name__)
 def test_each_flag_reads_false_as_off(flag, monkeypatch: pytest.MonkeyPatch) -> None:
     ours, dg = FLAGS[flag]
-    assert flag() is False
+
+    def read() -> bool:
+        env.refresh()  # check_inputs is kept after its first read
+        return flag()
+
+    assert read() is False
     monkeypatch.setenv(ours, "true")
-    assert flag() is True
+    assert read() is True
     monkeypatch.setenv(ours, "false")
-    assert flag() is False
+    assert read() is False
     if dg:
         monkeypatch.delenv(ours)
         monkeypatch.setenv(dg, "1")
-        assert flag() is True
+        assert read() is True
         monkeypatch.setenv(ours, "false")  # ours wins, also to switch off
-        assert flag() is False
+        assert read() is False
+
+
+def test_check_inputs_is_read_once_until_refresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked on every grouped GEMM call, so kept after the first read: a change shows after refresh()."""
+    assert env.check_inputs() is False
+    monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "1")
+    assert env.check_inputs() is False
+    env.refresh()
+    assert env.check_inputs() is True
+    monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "maybe")
+    assert env.check_inputs() is True
+    env.refresh()
+    with pytest.raises(ValueError, match="FP8GEMM_CHECK_INPUTS"):
+        env.check_inputs()
 
 
 def test_cuda_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -84,3 +84,47 @@ def test_pack_rejects_bad_arguments():
         kernel._pack((ctypes.c_int32(1),), (4, 4))
     with pytest.raises(TypeError, match="parameter is 8 bytes"):
         kernel._pack((ctypes.c_int32(1),), (8,))
+
+
+# ------------------------------------------------------------------- the driver call of a Launch
+def _prepared_launch(monkeypatch: pytest.MonkeyPatch, raw) -> tuple:
+    """A Launch around a real (empty) CUlaunchConfig, with the ctypes launcher replaced by `raw`."""
+    from cuda.bindings import driver as cu
+
+    from fp8gemm.jit import runtime
+
+    monkeypatch.setattr(runtime, "_raw_launcher", lambda: raw)
+    monkeypatch.setattr(runtime, "_driver", lambda: cu)  # no cuInit: nothing here reaches a driver
+    monkeypatch.setattr(runtime, "_current_device", lambda: 0)
+    monkeypatch.setattr(runtime, "_raw_stream", lambda device: 0)
+    cfg = cu.CUlaunchConfig()
+    buf = _ArgBuffer(1)
+    launch = runtime.Launch(_kernel(), 0, cu.CUfunction(), cfg, (1, 32, 0, 1), buf, ())
+    return launch, cfg, buf
+
+
+def test_prepared_launch_calls_the_driver_with_the_packed_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    launch, cfg, buf = _prepared_launch(monkeypatch, lambda *args: calls.append(args) or 0)
+    launch()
+    launch()
+    assert calls == [(cfg.getPtr(), 0, buf.ptrs_addr, None)] * 2
+
+
+def test_a_failed_raw_launch_raises_a_readable_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fp8gemm.jit import CudaDriverError
+
+    launch, _, _ = _prepared_launch(monkeypatch, lambda *args: 1)  # CUDA_ERROR_INVALID_VALUE
+    with pytest.raises(CudaDriverError, match=r"cuLaunchKernelEx\(k, grid=0.*CUDA_ERROR_INVALID_VALUE \(1\)"):
+        launch()
+
+
+def test_raw_launcher_is_libcuda_or_none() -> None:
+    """Where libcuda exists (a GPU machine) the launcher is its cuLaunchKernelEx taking 4 addresses;
+    elsewhere None, and launches go through cuda-bindings."""
+    from fp8gemm.jit.driver import raw_launch_kernel_ex
+
+    raw = raw_launch_kernel_ex()
+    assert raw is raw_launch_kernel_ex()  # looked up once
+    if raw is not None:
+        assert raw.argtypes == [ctypes.c_void_p] * 4 and raw.restype is ctypes.c_int

@@ -1,6 +1,6 @@
 """The launch layer on the CPU, with the kernel and the tensor maps replaced by recorders: the kernel
-gets its config's grid, block, shared memory and arguments in order; a repeat call reuses the
-prepared launch; new buffers, a new SM count or a swapped config selector prepare a new one."""
+gets its config's grid, block, shared memory and arguments in order; each call prepares, launches
+once and returns the prepared launch (`fp8gemm.gemm` keeps it: tests/test_prepared_calls.py)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,9 @@ def log(monkeypatch: pytest.MonkeyPatch) -> list:
     monkeypatch.setattr(launch, "kernel_for", lambda config, flags=(): kernel)
     monkeypatch.setattr(launch, "_reduce_kernel", lambda k_splits: kernel)
     monkeypatch.setattr(launch, "_tensor_map", lambda t, dims, strides, box, swizzle: ("map", dims, box))
-    monkeypatch.setattr(launch, "_current_device", lambda: 0)
     monkeypatch.setattr(launch, "get_num_sms", lambda: 132)
     monkeypatch.setattr(device, "_num_sms_override", None)
-    launch.clear_launches()
-    yield records
-    launch.clear_launches()
+    return records
 
 
 def _dense(m: int = M):
@@ -82,29 +79,25 @@ def test_multicast_halves_the_shared_operand_box(log: list, monkeypatch: pytest.
     assert args[0][2] == (BLOCK_K, config.block_m) and args[1][2] == (BLOCK_K, config.block_n // 2)
 
 
-def test_repeat_calls_reuse_the_prepared_launch(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_call_prepares_launches_once_and_returns_it(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
     _force(monkeypatch, k_splits=1)
     a, sa, b, sb, out = _dense()
-    for _ in range(3):
-        launch.gemm_dense(a, sa, b, sb, out)
-    assert [r[0] for r in log] == ["prepare", "call", "call", "call"]
-    # Another output buffer: new addresses in the tensor maps, so a new launch.
-    launch.gemm_dense(a, sa, b, sb, torch.zeros_like(out))
-    assert [r[0] for r in log[4:]] == ["prepare", "call"]
-    # Fewer rows in the same buffers (a view): the maps' sizes change, so a new launch too.
+    prepared = launch.gemm_dense(a, sa, b, sb, out)
+    assert [r[0] for r in log] == ["prepare", "call"]
+    prepared()  # what a repeat call of the public function runs
+    assert [r[0] for r in log] == ["prepare", "call", "call"]
+    # Fewer rows in the same buffers (a view): the maps' sizes follow.
     launch.gemm_dense(a[:32], sa[:32], b, sb, out[:32])
-    assert [r[0] for r in log[6:]] == ["prepare", "call"] and log[6][4][8].value == 32
+    assert [r[0] for r in log[3:]] == ["prepare", "call"] and log[3][4][8].value == 32
 
 
-def test_sm_count_and_config_selector_are_part_of_the_key(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_swapped_config_selector_is_used(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
     tensors = _dense()
     _force(monkeypatch, k_splits=1)
     launch.gemm_dense(*tensors)
-    monkeypatch.setattr(device, "_num_sms_override", 66)  # what set_num_sms(66) leaves
+    config = _force(monkeypatch, k_splits=1, block_n=128)  # a tool forcing another config
     launch.gemm_dense(*tensors)
-    _force(monkeypatch, k_splits=1, block_n=128)  # a tool forcing another config
-    launch.gemm_dense(*tensors)
-    assert [r[0] for r in log] == ["prepare", "call"] * 3
+    assert log[2][0] == "prepare" and log[2][3] == config.smem_bytes
 
 
 def test_split_k_runs_the_gemm_then_the_reduction(log: list, monkeypatch: pytest.MonkeyPatch) -> None:

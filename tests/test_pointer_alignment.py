@@ -1,5 +1,5 @@
-"""A tensor that starts at an address TMA cannot use is refused by validation, naming the argument,
-also on a repeat call whose shapes passed before (the signature cache does not skip the check)."""
+"""A tensor that starts at an address TMA cannot use is refused by validation, naming the argument
+(also on a repeat call whose shapes passed before: tests/test_prepared_calls.py)."""
 
 from __future__ import annotations
 
@@ -50,16 +50,3 @@ def test_misaligned_tma_layout_sa_is_refused_but_a_row_major_one_is_copied() -> 
         validate.check_dense((args["a"], sa), (args["b"], args["sb"]), args["out"])
     row_major = _at_offset((M, K // 128), torch.float32, 1)  # converted before any TMA sees it
     validate.check_dense((args["a"], row_major), (args["b"], args["sb"]), args["out"])
-
-
-def test_repeat_signature_still_checks_the_address(monkeypatch: pytest.MonkeyPatch) -> None:
-    """check_cached remembers CUDA signatures; the address is re-checked on every call."""
-    monkeypatch.setattr(validate, "_passed", {})
-    args = _args()
-    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
-    lhs, rhs = (args["a"], args["sa"]), (args["b"], args["sb"])
-    validate.check_cached(validate.check_dense, lhs, rhs, args["out"])
-    assert len(validate._passed) == 1
-    bad_out = _at_offset((M, N), torch.bfloat16, 2)
-    with pytest.raises(ValueError, match="^out: expected a data pointer aligned"):
-        validate.check_cached(validate.check_dense, lhs, rhs, bad_out)

@@ -221,21 +221,3 @@ def test_checks_run_before_any_write():
     with pytest.raises(ValueError):
         call_dense(args)
     assert (args["out"] == 7.0).all()
-
-
-def test_repeat_call_cache_only_holds_cuda_signatures() -> None:
-    from fp8gemm import validate
-
-    a = torch.zeros(4, 128, dtype=torch.float8_e4m3fn)
-    sa = torch.ones(4, 1)
-    b = torch.zeros(16, 128, dtype=torch.float8_e4m3fn)
-    sb = torch.ones(1, 1)
-    out = torch.empty(4, 16, dtype=torch.bfloat16)
-    before = len(validate._passed)
-    (a2, sa2, b2, sb2), aligned = validate.check_cached(validate.check_dense, (a, sa), (b, sb), out)
-    assert a2 is a and sb2 is sb and aligned is False  # [4, 1] row-major is not the TMA-aligned layout
-    assert len(validate._passed) == before  # CPU inputs are always checked in full
-    with pytest.raises(ValueError, match="out"):
-        validate.check_cached(validate.check_dense, (a, sa), (b, sb), torch.empty(4, 8, dtype=torch.bfloat16))
-    with pytest.raises(TypeError):
-        validate.check_cached(validate.check_dense, "not a pair", (b, sb), out)

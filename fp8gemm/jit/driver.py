@@ -7,6 +7,7 @@ and `tma` (tensor maps) depend on this module and not on each other.
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from types import ModuleType
 
@@ -14,11 +15,12 @@ import torch
 
 from .errors import check
 
-__all__ = ["driver", "ensure_context", "max_dynamic_smem"]
+__all__ = ["driver", "ensure_context", "max_dynamic_smem", "raw_launch_kernel_ex"]
 
 _lock = threading.Lock()
 _module: ModuleType | None = None
 _smem_optin: dict[int, int] = {}
+_raw_launch: object = False  # not looked up yet; then a ctypes function or None
 
 
 def driver() -> ModuleType:
@@ -69,3 +71,27 @@ def max_dynamic_smem(device: int) -> int:
         check(err, "cuDeviceGetAttribute(MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)")
         value = _smem_optin[device] = int(value)
     return value
+
+
+def raw_launch_kernel_ex():
+    """libcuda's ``cuLaunchKernelEx(const CUlaunchConfig*, CUfunction, void**, void**)`` as a ctypes
+    function taking four addresses and returning the CUresult as an int, or None where libcuda cannot
+    be opened (no driver: CPU-only machines) or lacks the entry point (drivers before CUDA 11.8).
+
+    NOTES: the launch hot path calls this rather than cuda-bindings' ``cuLaunchKernelEx``: the
+    binding wraps its arguments and its result (a Python enum) on every call, ~1-3 us of host time
+    per launch, where the ctypes call costs ~0.4 us. The memory it points to (the CUlaunchConfig and
+    its attributes) stays owned by cuda-bindings objects that the caller keeps alive.
+    """
+    global _raw_launch
+    if _raw_launch is False:
+        with _lock:
+            if _raw_launch is False:
+                try:
+                    fn = ctypes.CDLL("libcuda.so.1").cuLaunchKernelEx  # torch already loaded it
+                    fn.argtypes = [ctypes.c_void_p] * 4
+                    fn.restype = ctypes.c_int
+                except (OSError, AttributeError):
+                    fn = None
+                _raw_launch = fn
+    return _raw_launch

@@ -9,6 +9,9 @@ cuLaunchKernelEx, with a cluster dimension when asked. Two ways to launch:
   packed once, into memory the `Launch` owns; a call looks up the current device and stream and
   calls the driver, nothing else. This is the GEMMs' hot path (`fp8gemm.launch`).
 
+Both call libcuda's cuLaunchKernelEx through ctypes where libcuda can be opened
+(`driver.raw_launch_kernel_ex`), else through cuda-bindings.
+
 Launch configurations (grid, block, shared memory, cluster, stream) are cached by the Kernel that
 uses them, the only cache here besides the loaded functions.
 """
@@ -22,7 +25,7 @@ import torch
 
 from .artifacts import CompiledKernel
 from .driver import driver as _driver
-from .driver import ensure_context, max_dynamic_smem
+from .driver import ensure_context, max_dynamic_smem, raw_launch_kernel_ex
 from .errors import check
 from .tma import TensorMap
 
@@ -41,6 +44,12 @@ _MAX_CACHED_CONFIGS = 512
 _current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
     lambda device: torch.cuda.current_stream(device).cuda_stream)
+
+
+def _raw_launcher():
+    """The ctypes cuLaunchKernelEx (`driver.raw_launch_kernel_ex`), or None: then cuda-bindings' is used.
+    Tests that replace the driver with a recorder replace this too."""
+    return raw_launch_kernel_ex()
 
 
 def _stream_handle(stream) -> int:
@@ -203,7 +212,11 @@ class Kernel:
         handle = _raw_stream(device) if stream is None else _stream_handle(stream)
         fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
         params = self._pack(args, self._param_sizes[device])
-        (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
+        raw = _raw_launcher()
+        if raw is not None:
+            err = raw(cfg.getPtr(), int(fn), params, None)
+        else:
+            (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
         if err:
             self._launch_failed(err, device, cfg, fn, params)
 
@@ -224,6 +237,7 @@ class Kernel:
 
     def _launch_failed(self, err, device: int, cfg, fn, params: int) -> None:
         cu = _driver()
+        err = cu.CUresult(int(err))  # the ctypes launch returns a plain int
         if err == cu.CUresult.CUDA_ERROR_INVALID_CONTEXT:
             # A thread where no context is current yet (torch sets it lazily): set it, retry once.
             ensure_context(device)
@@ -275,7 +289,8 @@ class Launch:
     Immutable after construction, so threads may share it.
     """
 
-    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_buf", "_params", "_keep")
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_buf", "_params", "_keep", "_raw",
+                 "_cfg_ptr", "_fn_ptr")
 
     def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int, int],
                  buf: _ArgBuffer, keep: tuple):
@@ -288,11 +303,24 @@ class Launch:
         self._buf = buf  # owns the packed arguments
         self._params = buf.ptrs_addr
         self._keep = keep  # what the config and the arguments point into: cluster attribute, tensor maps
+        # The raw addresses the ctypes launch takes (a function recorded by a test has none).
+        self._raw = _raw_launcher()
+        try:
+            self._cfg_ptr, self._fn_ptr = cfg.getPtr(), int(fn)
+        except (AttributeError, TypeError, ValueError):
+            self._raw = None
 
     def __call__(self) -> None:
         device = _current_device()
         stream = _raw_stream(device)
         if stream == self._stream and device == self.device:
+            # NOTES: the hot path: one ctypes call into the driver with addresses packed at prepare time.
+            raw = self._raw
+            if raw is not None:
+                err = raw(self._cfg_ptr, self._fn_ptr, self._params, None)
+                if err:
+                    self.kernel._launch_failed(err, device, self._cfg, self._fn, self._params)
+                return
             fn, cfg = self._fn, self._cfg
         else:
             if device != self.device:

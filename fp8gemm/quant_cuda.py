@@ -19,58 +19,72 @@ from .utils import BLOCK
 __all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "KINDS"]
 
 THREADS = 256
+# NOTES: tasks (128-wide blocks of a row) per lane group, i.e. 16-byte loads in flight per thread;
+# chosen from the H200 sweep in tools/host_cast_check.py (BENCHMARKS.md).
 UNROLL = 2
+_MAX_TASKS = 2**31  # the kernel indexes tasks with 32-bit arithmetic
 # dtype -> (ElemKind in the header, short name for the entry point)
 KINDS = {torch.float32: (0, "f32"), torch.bfloat16: (1, "bf16"), torch.float16: (2, "f16")}
 
-_kernels: dict[torch.dtype, object] = {}
+_kernels: dict[tuple[torch.dtype, int], object] = {}
+_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
 
-def kernel_name(dtype: torch.dtype) -> str:
-    return f"fp8gemm_per_token_cast_{KINDS[dtype][1]}"
+def kernel_name(dtype: torch.dtype, unroll: int = UNROLL) -> str:
+    """The entry point's name for one input dtype and unroll."""
+    return f"fp8gemm_per_token_cast_{KINDS[dtype][1]}_u{unroll}"
 
 
-def kernel_source(dtype: torch.dtype) -> str:
-    """The CUDA source of the entry point for one input dtype."""
+def kernel_source(dtype: torch.dtype, unroll: int = UNROLL) -> str:
+    """The CUDA source of the entry point for one input dtype (and `unroll` tasks per lane group)."""
     kind, _ = KINDS[dtype]
     return f"""#include <fp8gemm/quant/per_token_cast.cuh>
 
-extern "C" __global__ void __launch_bounds__({THREADS}) {kernel_name(dtype)}(
+extern "C" __global__ void __launch_bounds__({THREADS}) {kernel_name(dtype, unroll)}(
         const fp8gemm::uint8_t* x, fp8gemm::uint8_t* q, float* scales, int groups, int rows, int scale_rows,
         int k, long long scale_row_stride, long long scale_kb_stride, long long scale_group_stride) {{
-    fp8gemm::quant::per_token_cast<{kind}, {UNROLL}>(x, q, scales, groups, rows, scale_rows, k,
+    fp8gemm::quant::per_token_cast<{kind}, {unroll}>(x, q, scales, groups, rows, scale_rows, k,
                                                   scale_row_stride, scale_kb_stride, scale_group_stride);
 }}
 """
 
 
+def _tasks(x: torch.Tensor) -> int:
+    """128-wide blocks the kernel visits: every row of the TMA-padded scale tensor, every k block."""
+    *lead, m, k = x.shape
+    return (lead[0] if lead else 1) * get_tma_aligned_size(m, 4) * ((k + BLOCK - 1) // BLOCK)
+
+
 def supports(x: torch.Tensor) -> bool:
     """Whether the kernel takes ``x``: CUDA on a Hopper (sm_90) GPU (the cubin is sm_90a; elsewhere the
     torch computation gives the same bits), 2D or 3D, a float dtype it knows, and k % 16 == 0 (FP8 rows
-    must stay 16-byte aligned for the GEMM's TMA loads anyway)."""
+    must stay 16-byte aligned for the GEMM's TMA loads anyway), and fewer than 2^31 blocks of 128."""
     return (
         x.is_cuda and x.dim() in (2, 3) and x.dtype in KINDS and x.shape[-1] % 16 == 0 and x.shape[-1] > 0
-        and is_sm90(x.device)
+        and is_sm90(x.device) and _tasks(x) < _MAX_TASKS
     )
 
 
-def _kernel(dtype: torch.dtype):
-    kernel = _kernels.get(dtype)
+def _kernel(dtype: torch.dtype, unroll: int):
+    kernel = _kernels.get((dtype, unroll))
     if kernel is None:
         from . import jit
 
-        kernel = _kernels[dtype] = jit.build(kernel_source(dtype), kernel_name(dtype))
+        kernel = _kernels[dtype, unroll] = jit.build(kernel_source(dtype, unroll), kernel_name(dtype, unroll))
     return kernel
 
 
-def per_token_cast_to_fp8_cuda(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8_cuda(x: torch.Tensor, *, unroll: int = UNROLL) -> tuple[torch.Tensor, torch.Tensor]:
     """Cast ``x`` (``supports(x)`` must hold) per 1x128 block; scales in the TMA-aligned column-major layout.
 
     Returns ``(q, scale)``: ``q`` float8_e4m3fn contiguous with x's shape; ``scale`` float32 ``[m, kb]``
     with strides ``(1, aligned_m)`` or ``[g, m, kb]`` with strides ``(aligned_m * kb, 1, aligned_m)``,
     ``aligned_m = get_tma_aligned_size(m, 4)``. Work is queued on torch's current stream (graph-safe
-    once the kernel has been built, i.e. after a first call outside capture).
+    once the kernel has been built, i.e. after a first call outside capture). ``unroll``: 128-wide
+    blocks per group of lanes, 1 to 8 (for tuning; every value gives the same bits).
     """
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or not 1 <= unroll <= 8:
+        raise ValueError(f"unroll: expected an int in 1..8, got {unroll!r}")
     if not supports(x):
         raise ValueError(
             "x: expected a CUDA float32/bfloat16/float16 tensor of 2 or 3 dims with k % 16 == 0, got "
@@ -89,13 +103,16 @@ def per_token_cast_to_fp8_cuda(x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     if g * m > 0:
         lanes = BLOCK // (16 // x.element_size())
         tasks = g * kb * aligned_m
-        threads = (tasks + UNROLL - 1) // UNROLL * lanes
+        threads = (tasks + unroll - 1) // unroll * lanes
         grid = (threads + THREADS - 1) // THREADS
-        with torch.cuda.device(x.device):
-            _kernel(x.dtype).launch(
-                grid, THREADS, 0,
-                (x, q, storage, ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m),
-                 ctypes.c_int32(k), ctypes.c_int64(1), ctypes.c_int64(aligned_m),
-                 ctypes.c_int64(kb * aligned_m)),
-            )
+        args = (x, q, storage, ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m),
+                ctypes.c_int32(k), ctypes.c_int64(1), ctypes.c_int64(aligned_m),
+                ctypes.c_int64(kb * aligned_m))
+        kernel = _kernel(x.dtype, unroll)
+        device = x.get_device()
+        if device == _current_device():  # NOTES: torch.cuda.device() costs ~1-2 us of host time
+            kernel.launch(grid, THREADS, 0, args)
+        else:
+            with torch.cuda.device(device):
+                kernel.launch(grid, THREADS, 0, args)
     return q, scale if x.dim() == 3 else scale[0]

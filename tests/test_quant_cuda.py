@@ -50,6 +50,29 @@ def test_cuda_entry_rejects_unsupported_input() -> None:
         quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128))
 
 
+@pytest.mark.parametrize("unroll", [0, 9, 2.0, True, "2"])
+def test_cuda_entry_rejects_a_bad_unroll(unroll: object) -> None:
+    with pytest.raises(ValueError, match="^unroll: expected an int in 1..8"):
+        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), unroll=unroll)
+
+
+@pytest.mark.parametrize("unroll", [1, 4])
+def test_other_unrolls_compile_without_spills(unroll: int) -> None:
+    kernel = jit.compile_cuda(quant_cuda.kernel_source(torch.bfloat16, unroll),
+                              quant_cuda.kernel_name(torch.bfloat16, unroll))
+    assert kernel.resources.spill_stores == 0 and kernel.resources.registers <= 64
+
+
+def test_supports_leaves_inputs_of_2_31_blocks_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel indexes 128-wide blocks with 32-bit arithmetic: past 2^31 of them, the torch version."""
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    monkeypatch.setattr(quant_cuda, "is_sm90", lambda device: True)
+    fits = torch.empty(3, 2**20, 2**16, dtype=torch.bfloat16, device="meta")  # 3 * 2^29 blocks
+    too_many = torch.empty(4, 2**20, 2**16, dtype=torch.bfloat16, device="meta")  # 2^31 blocks
+    assert quant_cuda._tasks(fits) == 3 * 2**29 and quant_cuda.supports(fits)
+    assert quant_cuda._tasks(too_many) == 2**31 and not quant_cuda.supports(too_many)
+
+
 # ---------------------------------------------------------------------------------------------- GPU
 
 
@@ -95,6 +118,25 @@ def test_bit_exact_2d(dtype: torch.dtype, shape: tuple[int, int]) -> None:
 @pytest.mark.parametrize("shape", [(4, 3, 256), (32, 20, 7168), (2, 130, 2112), (6, 128, 2048)])
 def test_bit_exact_3d(dtype: torch.dtype, shape: tuple[int, int, int]) -> None:
     _check_same(_inputs(shape, dtype, seed=1))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("unroll", [1, 2, 4])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_unroll_is_bit_exact(unroll: int, dtype: torch.dtype) -> None:
+    """Each unroll the tuning tool tries gives the torch version's bits (ragged tail of tasks included)."""
+    for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400)]:
+        x = _inputs(shape, dtype, seed=2)
+        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
+        q_ref, scale_ref = per_token_cast_to_fp8(x)
+        _assert_same_bits(q, q_ref, torch.uint8)
+        _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
+    x = torch.zeros(4, 384, device="cuda", dtype=dtype)
+    x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
+    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
+    q_ref, scale_ref = per_token_cast_to_fp8(x)
+    _assert_same_bits(q, q_ref, torch.uint8)
+    _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
 
 
 @pytest.mark.gpu

@@ -12,16 +12,21 @@ import ctypes
 
 import torch
 
-from .device import is_sm90
+from .device import get_num_sms, is_sm90
 from .layout import get_tma_aligned_size
 from .utils import BLOCK
 
 __all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "KINDS"]
 
 THREADS = 256
-# NOTES: tasks (128-wide blocks of a row) per lane group, i.e. 16-byte loads in flight per thread;
-# chosen from the H200 sweep in tools/host_cast_check.py (BENCHMARKS.md).
+# NOTES: UNROLL: tasks (128-wide blocks of a row) per lane group and sweep, i.e. 16-byte loads each
+# thread issues at once (twice that in flight with the next sweep's prefetch). WAVES: the grid, in
+# waves of blocks resident at once (None: one thread per task, a single sweep). Chosen from the H200
+# sweep of tools/host_cast_check.py (BENCHMARKS.md).
 UNROLL = 2
+WAVES: int | None = None
+_REGISTERS_PER_SM = 65536
+_MAX_THREADS_PER_SM = 2048
 _MAX_TASKS = 2**31  # the kernel indexes tasks with 32-bit arithmetic
 # dtype -> (ElemKind in the header, short name for the entry point)
 KINDS = {torch.float32: (0, "f32"), torch.bfloat16: (1, "bf16"), torch.float16: (2, "f16")}
@@ -65,6 +70,14 @@ def supports(x: torch.Tensor) -> bool:
     )
 
 
+def resident_blocks_per_sm(registers: int) -> int:
+    """Blocks of THREADS threads an SM holds at once with `registers` per thread (the kernel uses no
+    shared memory): registers are handed out per warp in units of 256."""
+    per_warp = -(-registers * 32 // 256) * 256
+    warps = _REGISTERS_PER_SM // per_warp
+    return max(1, min(warps // (THREADS // 32), _MAX_THREADS_PER_SM // THREADS))
+
+
 def _kernel(dtype: torch.dtype, unroll: int):
     kernel = _kernels.get((dtype, unroll))
     if kernel is None:
@@ -74,17 +87,23 @@ def _kernel(dtype: torch.dtype, unroll: int):
     return kernel
 
 
-def per_token_cast_to_fp8_cuda(x: torch.Tensor, *, unroll: int = UNROLL) -> tuple[torch.Tensor, torch.Tensor]:
+def per_token_cast_to_fp8_cuda(x: torch.Tensor, *, unroll: int = UNROLL,
+                               waves: int | None = WAVES) -> tuple[torch.Tensor, torch.Tensor]:
     """Cast ``x`` (``supports(x)`` must hold) per 1x128 block; scales in the TMA-aligned column-major layout.
 
     Returns ``(q, scale)``: ``q`` float8_e4m3fn contiguous with x's shape; ``scale`` float32 ``[m, kb]``
     with strides ``(1, aligned_m)`` or ``[g, m, kb]`` with strides ``(aligned_m * kb, 1, aligned_m)``,
     ``aligned_m = get_tma_aligned_size(m, 4)``. Work is queued on torch's current stream (graph-safe
-    once the kernel has been built, i.e. after a first call outside capture). ``unroll``: 128-wide
-    blocks per group of lanes, 1 to 8 (for tuning; every value gives the same bits).
+    once the kernel has been built, i.e. after a first call outside capture).
+
+    ``unroll`` (128-wide blocks per group of lanes and sweep, 1 to 8) and ``waves`` (None: one thread
+    per task; n: a grid of n waves of resident blocks that loops) tune the speed; every value gives
+    the same bits.
     """
     if isinstance(unroll, bool) or not isinstance(unroll, int) or not 1 <= unroll <= 8:
         raise ValueError(f"unroll: expected an int in 1..8, got {unroll!r}")
+    if waves is not None and (isinstance(waves, bool) or not isinstance(waves, int) or waves < 1):
+        raise ValueError(f"waves: expected None or a positive int, got {waves!r}")
     if not supports(x):
         raise ValueError(
             "x: expected a CUDA float32/bfloat16/float16 tensor of 2 or 3 dims with k % 16 == 0, got "
@@ -105,10 +124,13 @@ def per_token_cast_to_fp8_cuda(x: torch.Tensor, *, unroll: int = UNROLL) -> tupl
         tasks = g * kb * aligned_m
         threads = (tasks + unroll - 1) // unroll * lanes
         grid = (threads + THREADS - 1) // THREADS
+        kernel = _kernel(x.dtype, unroll)
+        if waves is not None:
+            per_sm = resident_blocks_per_sm(kernel.compiled.resources.registers)
+            grid = min(grid, waves * per_sm * get_num_sms())
         args = (x, q, storage, ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m),
                 ctypes.c_int32(k), ctypes.c_int64(1), ctypes.c_int64(aligned_m),
                 ctypes.c_int64(kb * aligned_m))
-        kernel = _kernel(x.dtype, unroll)
         device = x.get_device()
         if device == _current_device():  # NOTES: torch.cuda.device() costs ~1-2 us of host time
             kernel.launch(grid, THREADS, 0, args)

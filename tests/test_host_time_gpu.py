@@ -66,8 +66,9 @@ def test_host_time_per_eager_call(make) -> None:
     direct()  # compile, load and prepare outside the measurement
     op()
     torch.cuda.synchronize()
-    direct_us = min(host_time_us(direct, iters=300) for _ in range(3))
-    op_us = min(host_time_us(op, iters=300) for _ in range(3))
+    # NOTES: the best of five medians: a shared host's noise moves a median by up to ~3 us.
+    direct_us = min(host_time_us(direct, iters=300) for _ in range(5))
+    op_us = min(host_time_us(op, iters=300) for _ in range(5))
     print(f"\nhost time per eager call ({make.__name__[1:]}): direct {direct_us:.2f} us, "
           f"torch.ops {op_us:.2f} us (budget {BUDGET_US:g} us)")
     assert direct_us <= BUDGET_US

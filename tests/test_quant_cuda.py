@@ -60,7 +60,22 @@ def test_cuda_entry_rejects_a_bad_unroll(unroll: object) -> None:
 def test_other_unrolls_compile_without_spills(unroll: int) -> None:
     kernel = jit.compile_cuda(quant_cuda.kernel_source(torch.bfloat16, unroll),
                               quant_cuda.kernel_name(torch.bfloat16, unroll))
-    assert kernel.resources.spill_stores == 0 and kernel.resources.registers <= 64
+    res = kernel.resources
+    assert res.spill_stores == 0 and res.spill_loads == 0 and res.stack_bytes == 0
+    assert "LDL" not in jit.sass(kernel.cubin)  # the tasks' arrays live in registers
+
+
+@pytest.mark.parametrize("waves", [0, -1, 1.5, True, "1"])
+def test_cuda_entry_rejects_bad_waves(waves: object) -> None:
+    with pytest.raises(ValueError, match="^waves: expected None or a positive int"):
+        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), waves=waves)
+
+
+@pytest.mark.parametrize("registers,blocks", [(32, 8), (40, 6), (44, 5), (64, 4), (72, 3), (112, 2),
+                                              (255, 1)])
+def test_resident_blocks_follow_the_register_file(registers: int, blocks: int) -> None:
+    # 64K registers per SM, handed out per warp in units of 256; at most 2048 threads.
+    assert quant_cuda.resident_blocks_per_sm(registers) == blocks
 
 
 def test_supports_leaves_inputs_of_2_31_blocks_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,19 +136,21 @@ def test_bit_exact_3d(dtype: torch.dtype, shape: tuple[int, int, int]) -> None:
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("waves", [None, 1])
 @pytest.mark.parametrize("unroll", [1, 2, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_unroll_is_bit_exact(unroll: int, dtype: torch.dtype) -> None:
-    """Each unroll the tuning tool tries gives the torch version's bits (ragged tail of tasks included)."""
-    for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400)]:
+def test_every_unroll_is_bit_exact(unroll: int, waves: int | None, dtype: torch.dtype) -> None:
+    """Each setting the tuning tool tries gives the torch version's bits: one sweep, or a resident grid
+    that loops (many sweeps at [4096, 7168]), ragged tails of tasks included."""
+    for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400), (4096, 7168)]:
         x = _inputs(shape, dtype, seed=2)
-        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
+        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
         q_ref, scale_ref = per_token_cast_to_fp8(x)
         _assert_same_bits(q, q_ref, torch.uint8)
         _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
     x = torch.zeros(4, 384, device="cuda", dtype=dtype)
     x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
-    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
+    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
     q_ref, scale_ref = per_token_cast_to_fp8(x)
     _assert_same_bits(q, q_ref, torch.uint8)
     _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)

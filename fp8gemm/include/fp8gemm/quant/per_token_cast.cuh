@@ -91,7 +91,7 @@ FP8GEMM_DEVICE void unpack(const uint32_t (&v)[4], float (&f)[kVec]) {
 }
 
 // One "task" is one 128-wide block of one row. A group of kLanes lanes (16 for 2-byte inputs, 32 for
-// FP32) covers a block with one 16-byte vector per lane; each lane group does kUnroll tasks.
+// FP32) covers a block with one 16-byte vector per lane; each lane group does kUnroll tasks per sweep.
 // Task order is (group, row, k-block) with the k-block fastest: a lane group's kUnroll tasks and its
 // neighbours' are consecutive blocks of one row, so the GPU streams x and q front to back.
 // NOTES: the order (group, k-block, row), row fastest, wrote neighbouring scales side by side but read
@@ -99,6 +99,92 @@ FP8GEMM_DEVICE void unpack(const uint32_t (&v)[4], float (&f)[kVec]) {
 // H200. Front to back, the scattered 4-byte scale stores (one per 128 elements) merge in L2.
 // Rows in [rows, scale_rows) are the scale tensor's TMA padding: they get a zero scale and no q.
 // The host keeps the task count below 2^31 (32-bit index arithmetic: 64-bit division is a slow call).
+
+// One task of one lane: its 16 loaded bytes and where it goes.
+struct Task {
+    uint32_t v[4];
+    int64_t elem;    // x's and q's element index of the lane's first element
+    int64_t scale;   // the block's scale, in the strided scale tensor
+    uint32_t state;  // bit 0: the lane has data; bit 1: the task exists; bit 2: a real (not padding) row
+};
+
+struct Shape {
+    const uint8_t* x;
+    uint32_t kb, num_tasks, rows, scale_rows, k;
+    int64_t scale_row_stride, scale_kb_stride, scale_group_stride;
+};
+
+// Work out task `task` for this lane and issue its load (nothing for a task past the end).
+template <int kBytes, int kVec>
+FP8GEMM_DEVICE void fetch(const Shape& sh, uint32_t task, int lane, Task& t) {
+    const uint32_t rest = task / sh.kb;
+    const uint32_t kbi = task - rest * sh.kb;
+    const uint32_t row = rest % sh.scale_rows;
+    const uint32_t group = rest / sh.scale_rows;
+    const uint32_t col = kbi * kBlock + uint32_t(lane) * kVec;
+    const bool exists = task < sh.num_tasks, real_row = row < sh.rows;
+    const bool has_data = exists && real_row && col < sh.k;  // k % kVec == 0: whole vectors
+    t.state = uint32_t(has_data) | (uint32_t(exists) << 1) | (uint32_t(real_row) << 2);
+    t.elem = (int64_t(group) * sh.rows + row) * sh.k + col;
+    t.scale = group * sh.scale_group_stride + kbi * sh.scale_kb_stride + row * sh.scale_row_stride;
+    t.v[0] = t.v[1] = t.v[2] = t.v[3] = 0;
+    if (has_data) load_16b(sh.x + t.elem * kBytes, t.v);
+}
+
+// The block's amax (across the lane group), its scale, and this lane's FP8 values and the scale stored.
+template <int kKind, int kVec, int kLanes>
+FP8GEMM_DEVICE void convert(const Task& t, int lane, uint8_t* __restrict__ q, float* __restrict__ scales) {
+    float f[kVec];
+    unpack<kKind, kVec>(t.v, f);
+    // NOTES: a tree rather than a chain: at m = 64 the kernel is one dependent chain from load to store.
+    float m[kVec];
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) m[i] = fabsf(f[i]);
+#pragma unroll
+    for (int width = kVec / 2; width > 0; width /= 2) {
+#pragma unroll
+        for (int i = 0; i < width; ++i) m[i] = max_nan(m[i], m[i + width]);
+    }
+    float amax = max_nan(m[0], 0.0f);  // zero padding does not change a block's amax
+    // NOTES: a butterfly within the lane group; every lane of the warp takes part (full mask),
+    // also lanes without a task, so no lane waits on an absent partner.
+#pragma unroll
+    for (int offset = kLanes / 2; offset > 0; offset /= 2)
+        amax = max_nan(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+    const float scale = div_rn(max_nan(amax, 1e-4f), 448.0f);
+    // An infinite amax (inf in the block) gives scale = inf and inv_scale = 0: the correction step
+    // would compute inf * 0 = NaN, where the true quotient x / inf is 0; the first product is exact.
+    const float inv_scale = rcp_rn(scale);
+    const bool exact_first = inv_scale == 0.0f;
+
+    if (t.state & 1u) {
+        uint32_t packed[kVec / 4];
+#pragma unroll
+        for (int i = 0; i < kVec / 4; ++i) {
+            const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale, exact_first),
+                                            div_by(f[4 * i + 1], scale, inv_scale, exact_first));
+            const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale, exact_first),
+                                            div_by(f[4 * i + 3], scale, inv_scale, exact_first));
+            packed[i] = lo | (hi << 16);
+        }
+        uint8_t* dst = q + t.elem;
+        // NOTES: one 8-byte (2-byte inputs) or 4-byte (FP32) store per lane: the lane group writes
+        // its 128 output bytes in one coalesced transaction.
+        if constexpr (kVec == 8) {
+            asm volatile("st.global.v2.u32 [%0], {%1, %2};" :: "l"(dst), "r"(packed[0]), "r"(packed[1])
+                         : "memory");
+        } else {
+            asm volatile("st.global.u32 [%0], %1;" :: "l"(dst), "r"(packed[0]) : "memory");
+        }
+    }
+    if (lane == 0 && (t.state & 2u)) scales[t.scale] = (t.state & 4u) ? scale : 0.0f;
+}
+
+// The grid sweeps the tasks front to back, kUnroll tasks per lane group per sweep; a grid of one
+// thread per task needs one sweep, a smaller (resident) grid loops.
+// NOTES: the next sweep's loads are issued before this sweep's math and stores, so a thread keeps
+// up to 2 * kUnroll 16-byte loads in flight and the loop never waits on memory with nothing queued;
+// a resident grid also saves the block launches (an empty kernel of 14336 blocks takes 9 us).
 template <int kKind, int kUnroll>
 FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __restrict__ q,
                                    float* __restrict__ scales, int groups, int rows, int scale_rows, int k,
@@ -107,77 +193,39 @@ FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __res
     constexpr int kBytes = Elem<kKind>::kBytes;
     constexpr int kVec = 16 / kBytes;         // elements per 16-byte vector
     constexpr int kLanes = kBlock / kVec;     // lanes per 128-wide block
+    constexpr int kGroupsPerWarp = 32 / kLanes;
     static_assert(kLanes == 16 || kLanes == 32, "a block spans a half or a whole warp");
 
-    const uint32_t kb = uint32_t(k + kBlock - 1) / kBlock;
-    const uint32_t num_tasks = uint32_t(groups) * kb * uint32_t(scale_rows);
+    Shape sh;
+    sh.x = x;
+    sh.kb = uint32_t(k + kBlock - 1) / kBlock;
+    sh.num_tasks = uint32_t(groups) * sh.kb * uint32_t(scale_rows);
+    sh.rows = uint32_t(rows);
+    sh.scale_rows = uint32_t(scale_rows);
+    sh.k = uint32_t(k);
+    sh.scale_row_stride = scale_row_stride;
+    sh.scale_kb_stride = scale_kb_stride;
+    sh.scale_group_stride = scale_group_stride;
+
     const int lane = threadIdx.x % kLanes;
     const uint32_t lane_group = uint32_t((uint64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes);
+    const uint32_t sweep = uint32_t(uint64_t(gridDim.x) * blockDim.x / kLanes) * kUnroll;
+    uint32_t first = lane_group * kUnroll;
+    // The loop runs on the warp's first lane group: every lane of a warp makes the same number of
+    // sweeps (the butterfly needs them all), lanes past the end with tasks that do not exist.
+    uint32_t warp_first = (lane_group - lane_group % kGroupsPerWarp) * kUnroll;
 
-    uint32_t v[kUnroll][4];
-    int64_t elem_of[kUnroll];   // x's and q's element index of the lane's first element
-    int64_t scale_of[kUnroll];  // the block's scale, in the strided scale tensor
-    uint32_t state[kUnroll];    // bit 0: the lane has data; bit 1: the task exists; bit 2: a real row
-
-    // NOTES: all loads of the thread are issued before any use, so each thread keeps kUnroll 16-byte
-    // requests in flight. Per task only two 64-bit offsets and a few flags stay live (registers bound
-    // how many threads, and so how many bytes, an SM keeps in flight).
+    Task cur[kUnroll], next[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-        const uint32_t task = lane_group * kUnroll + u;
-        const uint32_t rest = task / kb;
-        const uint32_t kbi = task - rest * kb;
-        const uint32_t row = rest % uint32_t(scale_rows);
-        const uint32_t group = rest / uint32_t(scale_rows);
-        const uint32_t col = kbi * kBlock + uint32_t(lane) * kVec;
-        const bool exists = task < num_tasks, real_row = row < uint32_t(rows);
-        const bool has_data = exists && real_row && col < uint32_t(k);  // k % kVec == 0: whole vectors
-        state[u] = uint32_t(has_data) | (uint32_t(exists) << 1) | (uint32_t(real_row) << 2);
-        elem_of[u] = (int64_t(group) * rows + row) * k + col;
-        scale_of[u] = group * scale_group_stride + kbi * scale_kb_stride + row * scale_row_stride;
-        v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0;
-        if (has_data) load_16b(x + elem_of[u] * kBytes, v[u]);
-    }
-
+    for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, first + u, lane, cur[u]);
+    for (; warp_first < sh.num_tasks; first += sweep, warp_first += sweep) {
+        const uint32_t next_first = first + sweep;  // < 2^32: both terms are below 2^31
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-        float f[kVec];
-        unpack<kKind, kVec>(v[u], f);
-        float amax = 0.0f;  // zero padding does not change a block's amax
+        for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, next_first + u, lane, next[u]);
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) amax = max_nan(amax, fabsf(f[i]));
-        // NOTES: a butterfly within the lane group; every lane of the warp takes part (full mask),
-        // also lanes without a task, so no lane waits on an absent partner.
+        for (int u = 0; u < kUnroll; ++u) convert<kKind, kVec, kLanes>(cur[u], lane, q, scales);
 #pragma unroll
-        for (int offset = kLanes / 2; offset > 0; offset /= 2)
-            amax = max_nan(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-        const float scale = div_rn(max_nan(amax, 1e-4f), 448.0f);
-        // An infinite amax (inf in the block) gives scale = inf and inv_scale = 0: the correction step
-        // would compute inf * 0 = NaN, where the true quotient x / inf is 0; the first product is exact.
-        const float inv_scale = rcp_rn(scale);
-        const bool exact_first = inv_scale == 0.0f;
-
-        if (state[u] & 1u) {
-            uint32_t packed[kVec / 4];
-#pragma unroll
-            for (int i = 0; i < kVec / 4; ++i) {
-                const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale, exact_first),
-                                                div_by(f[4 * i + 1], scale, inv_scale, exact_first));
-                const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale, exact_first),
-                                                div_by(f[4 * i + 3], scale, inv_scale, exact_first));
-                packed[i] = lo | (hi << 16);
-            }
-            uint8_t* dst = q + elem_of[u];
-            // NOTES: one 8-byte (2-byte inputs) or 4-byte (FP32) store per lane: the lane group writes
-            // its 128 output bytes in one coalesced transaction.
-            if constexpr (kVec == 8) {
-                asm volatile("st.global.v2.u32 [%0], {%1, %2};" :: "l"(dst), "r"(packed[0]), "r"(packed[1])
-                             : "memory");
-            } else {
-                asm volatile("st.global.u32 [%0], %1;" :: "l"(dst), "r"(packed[0]) : "memory");
-            }
-        }
-        if (lane == 0 && (state[u] & 2u)) scales[scale_of[u]] = (state[u] & 4u) ? scale : 0.0f;
+        for (int u = 0; u < kUnroll; ++u) cur[u] = next[u];
     }
 }
 

@@ -293,15 +293,25 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         const uint64_t desc_a0 = ptx::SmemDescriptor::make(a_tile(0) + chain_row<Cfg>(warpgroup, 0) * kBlockK);
         const uint64_t desc_b0 = ptx::SmemDescriptor::make(b_tile(0));
 
+        // A tile's B scales: the rows of its (at most two) 128-column scale blocks, from its first
+        // K block on (the second row clamped at the last one: a tile that ends inside N never uses
+        // it past N).
+        struct BScales {
+            const float* row0;
+            const float* row1;
+        };
+        auto b_scales_of = [&](const Tile& t) {
+            const int scale_row = t.n_block * BN / kBlockK;
+            const float* row0 = sb + (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
+            return BScales{row0, row0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0)};
+        };
+
         // One tile's main loop, for B scales that switch to the second block at column kBoundary.
-        auto run_k_blocks = [&](const Tile& tile, auto boundary) {
+        // first_b0/first_b1: the B scales of its first K block, loaded before (see below).
+        auto run_k_blocks = [&](const Tile& tile, auto boundary, float first_b0, float first_b1) {
             constexpr int kBoundary = decltype(boundary)::value;
             constexpr bool kTwoBlocks = kBoundary < BN;
-            // The tile's B scale rows (the second one clamped at the last row: a tile that ends
-            // inside N never uses it past N).
-            const int scale_row = tile.n_block * BN / kBlockK;
-            const float* sb0 = sb + (tile.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
-            const float* sb1 = sb0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0);
+            const BScales scales = b_scales_of(tile);
             const int k_begin = T::kSplitK ? tile.k_block : 0;
             const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
             // The ring position is the same in every thread (see warp_uniform).
@@ -309,13 +319,12 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             phase = warp_uniform(phase);
             // NOTES: B scales are read one K block ahead (global, L1/L2 hits), so their latency
             // hides behind a whole K block.
-            float next_b0 = ptx::load_global_nc(sb0 + k_begin);
-            float next_b1 = kTwoBlocks ? ptx::load_global_nc(sb1 + k_begin) : 0.0f;
+            float next_b0 = first_b0, next_b1 = first_b1;
             for (int kb = k_begin; kb < k_end; ++kb) {
                 const float scale_b0 = next_b0, scale_b1 = next_b1;
                 const int kb_next = min_of(kb + 1, k_end - 1);
-                next_b0 = ptx::load_global_nc(sb0 + kb_next);
-                if (kTwoBlocks) next_b1 = ptx::load_global_nc(sb1 + kb_next);
+                next_b0 = ptx::load_global_nc(scales.row0 + kb_next);
+                if (kTwoBlocks) next_b1 = ptx::load_global_nc(scales.row1 + kb_next);
 
                 ptx::mbarrier_wait(full + 8 * stage, phase);
 #pragma unroll
@@ -364,77 +373,93 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             }
         };
 
-        // The finished tile leaves, one chain at a time: BF16 through shared memory and TMA stores
-        // (or row-predicated stores), or, with split-K, FP32 to its workspace plane.
-        auto store_chain = [&](const Tile& tile, int c, int last_row_group) {
+        // The finished tile leaves: BF16 through shared memory and TMA stores (or row-predicated
+        // stores), or, with split-K, FP32 to its workspace plane.
+        // NOTES: all of a warpgroup's chains are staged between one pair of named barriers (one
+        // pair per chain before), and one thread then issues all of their TMA stores.
+        auto store_tile = [&](const Tile& tile, const int* last_row_group) {
             const int n_start = tile.n_block * BN;
-            const int chain_first = chain_row<Cfg>(warpgroup, c);
-            if constexpr (Cfg::kKSplits > 1) {
+            if constexpr (T::kSplitK) {
                 // A second kernel sums the planes in order (deterministic) and rounds to BF16.
-                store_partial_fp32<Cfg>(acc[c], workspace + static_cast<int64_t>(tile.k_split) * rows * Cfg::kShapeN,
-                                        tile.row + chain_first + row_in_chain, n_start, rows, lane);
+                float* plane = workspace + static_cast<int64_t>(tile.k_split) * rows * Cfg::kShapeN;
+#pragma unroll
+                for (int c = 0; c < T::kChains; ++c)
+                    store_partial_fp32<Cfg>(acc[c], plane, tile.row + chain_row<Cfg>(warpgroup, c) + row_in_chain,
+                                            n_start, rows, lane);
                 return;
             }
-            const uint32_t staging = smem + chain_first * BN * 2;
-            // The previous tile's TMA store must have finished reading the staging slabs.
-            if (c == 0) {
-                if (thread == 0) ptx::tma_store_wait_read<0>();
-                __syncwarp();
-                ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
-            }
-            stage_output<Cfg>(acc[c], staging, warp, lane);
+            auto staging = [&](int c) { return smem + chain_row<Cfg>(warpgroup, c) * BN * 2; };
+            // The previous tile's TMA stores must have finished reading the staging slabs.
+            if (thread == 0) ptx::tma_store_wait_read<0>();
+            __syncwarp();
+            ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
+#pragma unroll
+            for (int c = 0; c < T::kChains; ++c) stage_output<Cfg>(acc[c], staging(c), warp, lane);
             ptx::fence_proxy_async_smem();
             ptx::named_barrier_sync(kEpilogueBarrier + warpgroup, 128);
 
-            const int local_row = tile.local_row + chain_first;
-            const int row = tile.row + chain_first;
-            const int rows_here = tile.row_limit - local_row;
-            if (rows_here <= 0) return;
-            bool whole = true;  // every row of this chain's 64 may be written
-            if (Cfg::kLayout == GemmLayout::kMasked) {
-                whole = rows_here >= 64;
-            } else if (Cfg::kLayout == GemmLayout::kContiguous) {
-                whole = last_row_group == tile.group;
-            }
-            if (whole) {
-                // NOTES: the TMA store clips rows past M and columns past N in hardware, and runs
-                // asynchronously while this warpgroup goes on with its next tile.
-                if (thread == 0) {
 #pragma unroll
-                    for (int slab = 0; slab < BN / Cfg::kStoreSlabCols; ++slab) {
-                        const int col = n_start + slab * Cfg::kStoreSlabCols;
-                        if (col < Cfg::kShapeN)
-                            ptx::tma_store_2d(&tmap_d, staging + slab * 64 * Cfg::kStoreSlabCols * 2, col, row);
-                    }
-                    ptx::tma_store_commit();
+            for (int c = 0; c < T::kChains; ++c) {
+                const int local_row = tile.local_row + chain_row<Cfg>(warpgroup, c);
+                const int row = tile.row + chain_row<Cfg>(warpgroup, c);
+                const int rows_here = tile.row_limit - local_row;
+                if (rows_here <= 0) continue;
+                bool whole = true;  // every row of this chain's 64 may be written
+                if (Cfg::kLayout == GemmLayout::kMasked) {
+                    whole = rows_here >= 64;
+                } else if (Cfg::kLayout == GemmLayout::kContiguous) {
+                    whole = last_row_group[c] == tile.group;
                 }
-                __syncwarp();
-            } else if (Cfg::kLayout == GemmLayout::kMasked) {
-                const int limit = tile.row_limit;
-                store_rows_predicated<Cfg>(staging, d, row, local_row, n_start, thread,
-                                           [&](int r) { return r < limit; });
-            } else {
-                const int group = tile.group;
-                store_rows_predicated<Cfg>(staging, d, row, local_row, n_start, thread, [&](int r) {
-                    return r < rows && ptx::load_global_nc(grouped + r) == group;
-                });
+                if (whole) {
+                    // NOTES: the TMA store clips rows past M and columns past N in hardware, and
+                    // runs asynchronously while this warpgroup goes on with its next tile.
+                    if (thread == 0) {
+#pragma unroll
+                        for (int slab = 0; slab < BN / Cfg::kStoreSlabCols; ++slab) {
+                            const int col = n_start + slab * Cfg::kStoreSlabCols;
+                            if (col < Cfg::kShapeN)
+                                ptx::tma_store_2d(&tmap_d, staging(c) + slab * 64 * Cfg::kStoreSlabCols * 2, col, row);
+                        }
+                    }
+                } else if (Cfg::kLayout == GemmLayout::kMasked) {
+                    const int limit = tile.row_limit;
+                    store_rows_predicated<Cfg>(staging(c), d, row, local_row, n_start, thread,
+                                               [&](int r) { return r < limit; });
+                } else {
+                    const int group = tile.group;
+                    store_rows_predicated<Cfg>(staging(c), d, row, local_row, n_start, thread, [&](int r) {
+                        return r < rows && ptx::load_global_nc(grouped + r) == group;
+                    });
+                }
             }
+            if (thread == 0) ptx::tma_store_commit();
+            __syncwarp();
         };
 
         // NOTES: issuing the next tile's first K block before this tile's epilogue (to keep the
         // tensor cores busy during it) was measured slower: 7-30% behind a run-time branch (ptxas
         // then serializes every wgmma, C7517/C7518), still 3-5% when issued unconditionally with a
         // data-less last stage (commit dabe796, reverted).
+        //
+        // The next tile, made warp-uniform, with the B scales of its first K block on their way.
+        // NOTES: the scheduler branches on data it reads from global memory (grouped layouts),
+        // so ptxas cannot prove that every thread gets the same tile; broadcasting it keeps the
+        // main loop's control flow, ring position and descriptors uniform (measured in SASS,
+        // contiguous 128x192: 90 -> 57 non-FFMA instructions per K block, 16 -> 0 R2UR).
         TileScheduler<Cfg> scheduler(grouped, rows);
+        float first_b0 = 0.0f, first_b1 = 0.0f;
+        auto fetch_tile = [&](Tile& t) {
+            if (!warp_uniform(scheduler.next(t))) return false;
+            make_warp_uniform(t);
+            const BScales scales = b_scales_of(t);
+            const int k_begin = T::kSplitK ? t.k_block : 0;
+            first_b0 = ptx::load_global_nc(scales.row0 + k_begin);
+            first_b1 = T::kOneScaleBlock ? 0.0f : ptx::load_global_nc(scales.row1 + k_begin);
+            return true;
+        };
         Tile tile;
-        while (true) {
-            // NOTES: the scheduler branches on data it reads from global memory (grouped layouts),
-            // so ptxas cannot prove that every thread gets the same tile; broadcasting it keeps the
-            // main loop's control flow, ring position and descriptors uniform (measured in SASS,
-            // contiguous 128x192: 90 -> 57 non-FFMA instructions per K block, 16 -> 0 R2UR).
-            const bool more = scheduler.next(tile);
-            if (!warp_uniform(more)) break;
-            make_warp_uniform(tile);
+        bool more = fetch_tile(tile);
+        while (more) {
 #pragma unroll
             for (int c = 0; c < T::kChains; ++c)
 #pragma unroll
@@ -448,9 +473,16 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 last_row_group[c] = Cfg::kLayout == GemmLayout::kContiguous
                     ? ptx::load_global_nc(grouped + min_of(tile.local_row + chain_row<Cfg>(warpgroup, c) + 63, rows - 1))
                     : 0;
-            with_scale_boundary<Cfg>(tile.n_block * BN, [&](auto boundary) { run_k_blocks(tile, boundary); });
-#pragma unroll
-            for (int c = 0; c < T::kChains; ++c) store_chain(tile, c, last_row_group[c]);
+            with_scale_boundary<Cfg>(tile.n_block * BN, [&](auto boundary) {
+                run_k_blocks(tile, boundary, first_b0, first_b1);
+            });
+            // NOTES: the next tile is fetched before this one's epilogue, so that the scheduler's
+            // global reads (grouped layouts) and the first B-scale loads (an L2 round trip that
+            // the first K block would otherwise wait for) overlap the stores: 1.5-2.5% on the
+            // dense M = 4096 shapes (H200, tools/ab_kernel.py).
+            Tile finished = tile;
+            more = fetch_tile(tile);
+            store_tile(finished, last_row_group);
         }
         if (thread == 0) ptx::tma_store_wait<0>();
         __syncwarp();

@@ -1,0 +1,149 @@
+"""A/B of kernel source variants on the benchmark shapes (one device call, CUPTI, L2 flushed).
+
+    PYTHONPATH=. python tools/ab_kernel.py --variants none FP8GEMM_EXP_X FP8GEMM_EXP_X+FP8GEMM_EXP_Y \
+        [--shapes dense:4096x7168x2048 contiguous:4x8192x4096x7168 masked:4x256x4096x7168] [--rounds 3]
+
+Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run with
+the heuristics' config, through the launch path with the variant's flags swapped in. Variants are
+timed round-robin, `--rounds` times, and the median per variant is printed with its correctness
+(calc_diff against the reference, outputs NaN-poisoned before the checked call). For experiments
+on a local copy of the kernel (an `#ifdef` that skips a part, or a second version of a file
+selected by a macro); the production kernel has no such knobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from perf_check import spread_sizes  # noqa: E402
+
+import fp8gemm  # noqa: E402
+from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
+from benchmarks.timing import cupti_time_us  # noqa: E402
+from fp8gemm import launch, reference  # noqa: E402
+from fp8gemm.reference import calc_diff  # noqa: E402
+
+DEFAULT_SHAPES = ["dense:4096x32768x512", "dense:4096x7168x2048", "dense:4096x4096x7168",
+                  "dense:4096x2112x7168", "dense:4096x24576x1536", "contiguous:4x8192x4096x7168",
+                  "masked:4x256x4096x7168", "masked:32x192x6144x7168"]
+
+
+def make_case(spec: str):
+    """(call, check, flops) for one shape spec; check() returns calc_diff against the reference."""
+    layout, dims = spec.split(":")
+    nums = [int(v) for v in dims.split("x")]
+    if layout == "dense":
+        m, n, k = nums
+        x = make_dense_inputs(m, n, k)
+        out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
+        ref = reference.gemm_nt(x.a, x.sa, x.b, x.sb)
+
+        def call():
+            fp8gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
+
+        def check():
+            out.fill_(float("nan"))
+            call()
+            return calc_diff(out, ref)
+        return call, check, 2 * m * n * k
+    g, mpg, n, k = nums
+    sizes = spread_sizes(g, mpg, seed=g)
+    if layout == "contiguous":
+        x = make_contiguous_inputs(sizes, n, k)
+        out = torch.empty((x.a.shape[0], n), dtype=torch.bfloat16, device="cuda")
+        ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+        valid = x.m_indices >= 0
+
+        def call():
+            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
+
+        def check():
+            out.fill_(float("nan"))
+            call()
+            return calc_diff(out[valid], ref[valid])
+    else:
+        max_m = -(-max(sizes) // 128) * 128
+        x = make_masked_inputs(sizes, max_m, n, k)
+        out = torch.empty((g, max_m, n), dtype=torch.bfloat16, device="cuda")
+        ref = reference.m_grouped_masked(x.a, x.sa, x.b, x.sb, x.masked_m)
+        rows = torch.arange(max_m, device="cuda")[None, :] < x.masked_m[:, None]
+
+        def call():
+            fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((x.a, x.sa_tma), (x.b, x.sb), out, x.masked_m, mpg)
+
+        def check():
+            out.fill_(float("nan"))
+            call()
+            return calc_diff(out[rows], ref[rows])
+    return call, check, 2 * sum(sizes) * n * k
+
+
+def with_flags(flags: tuple[str, ...]):
+    """Route every launch the library prepares through these compile flags."""
+    original = launch._prepare
+
+    def prepare(*args, **kwargs):
+        if flags:
+            kwargs["flags"] = flags
+        return original(*args, **kwargs)
+    forget_prepared()
+    launch._prepare = prepare
+    return original
+
+
+def forget_prepared() -> None:
+    """Drop the library's prepared launches, so that the next call prepares (and compiles) again."""
+    from fp8gemm import gemm
+    for holder, name in ((gemm, "clear_prepared"), (launch, "clear_launches")):
+        if hasattr(holder, name):
+            getattr(holder, name)()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=["none"])
+    p.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--iters", type=int, default=15)
+    args = p.parse_args()
+    lines = []
+    for spec in args.shapes:
+        call, check, flops = make_case(spec)
+        times: dict[str, list[float]] = {v: [] for v in args.variants}
+        diffs: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for v in args.variants:
+                flags = () if v == "none" else tuple(f"-D{f}" for f in v.split("+"))
+                original = with_flags(flags)
+                try:
+                    if v not in diffs:
+                        diffs[v] = check()
+                    times[v].append(cupti_time_us(call, iters=args.iters))
+                except Exception as e:  # one broken variant must not hide the others
+                    diffs[v] = float("nan")
+                    print(f"{spec} {v}: ERROR {type(e).__name__}: {str(e)[:200]}", flush=True)
+                finally:
+                    launch._prepare = original
+                    forget_prepared()
+        base = statistics.median(times[args.variants[0]]) if times[args.variants[0]] else float("nan")
+        for v in args.variants:
+            if not times[v]:
+                continue
+            us = statistics.median(times[v])
+            lines.append(f"{spec:30s} {v:45s} {us:9.1f} us {flops / us / 1e6:6.0f} TF  x{base / us:5.3f}  "
+                         f"diff {diffs[v]:.1e}  runs {' '.join(f'{t:.1f}' for t in times[v])}")
+            print(lines[-1], flush=True)
+    print("\n".join(["", "summary:"] + lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

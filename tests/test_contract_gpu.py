@@ -202,3 +202,46 @@ def test_tensors_on_the_device_that_is_not_current() -> None:
             assert torch.cuda.current_device() == 0
         want = reference.gemm_nt(a, sa, b[0], sb[0])
         assert _calc_diff(out, want) < DIFF_VS_REFERENCE, name
+
+
+def test_repeat_calls_through_the_prepared_call_cache() -> None:
+    """A repeat call runs the launch prepared on the first one (fp8gemm.gemm._prepared): new values in the
+    same buffers are read; fewer rows in the same buffers and a row-major sa make launches of their own."""
+    fp8gemm.gemm.clear_prepared()
+    m, n, k = 256, 512, 1024
+    a, sa, b, sb = _inputs(m, 2, n, k, seed=14)
+    out = torch.full((m, n), NAN, dtype=torch.bfloat16, device="cuda")
+    out_c = torch.full_like(out, NAN)
+    out_m = torch.full((2, 128, n), NAN, dtype=torch.bfloat16, device="cuda")
+    layout = torch.tensor([0] * 128 + [1] * 128, dtype=torch.int32, device="cuda")
+    masked_m = torch.tensor([100, 7], dtype=torch.int32, device="cuda")
+    a3, sa3 = fp8gemm.per_token_cast_to_fp8(torch.zeros(2, 128, k, device="cuda"), tma_aligned_scales=True)
+    for seed in (15, 16):  # the second round finds every call prepared
+        for buffer, value in zip((a, sa, b, sb), _inputs(m, 2, n, k, seed=seed), strict=True):
+            buffer.copy_(value)
+        gen = torch.Generator(device="cuda").manual_seed(seed)
+        for buffer, value in zip((a3, sa3), fp8gemm.per_token_cast_to_fp8(
+                torch.randn(2, 128, k, generator=gen, device="cuda"), tma_aligned_scales=True), strict=True):
+            buffer.copy_(value)
+        fp8gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b[0], sb[0]), out)
+        fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((a, sa), (b, sb), out_c, layout)
+        fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a3, sa3), (b, sb), out_m, masked_m, 64)
+        torch.cuda.synchronize()
+        assert _calc_diff(out, reference.gemm_nt(a, sa, b[0], sb[0])) < DIFF_VS_REFERENCE
+        want_c = torch.full_like(out_c, NAN)
+        reference.m_grouped_contiguous_reference(a, sa, b, sb, want_c, layout)
+        _check(out_c, want_c, layout.cpu())
+        want_m = torch.full_like(out_m, NAN)
+        reference.m_grouped_masked_reference(a3, sa3, b, sb, want_m, masked_m)
+        for g, rows in enumerate((100, 7)):
+            assert _calc_diff(out_m[g, :rows], want_m[g, :rows]) < DIFF_VS_REFERENCE
+            assert out_m[g, rows:].isnan().all()
+    half = torch.full((m // 2, n), NAN, dtype=torch.bfloat16, device="cuda")
+    fp8gemm.gemm_fp8_fp8_bf16_nt((a[: m // 2], fp8gemm.get_col_major_tma_aligned_tensor(sa[: m // 2])),
+                                 (b[0], sb[0]), half)
+    out.fill_(NAN)
+    fp8gemm.gemm_fp8_fp8_bf16_nt((a, sa.contiguous()), (b[0], sb[0]), out)  # row-major sa: converted
+    torch.cuda.synchronize()
+    want = reference.gemm_nt(a, sa, b[0], sb[0])
+    assert _calc_diff(out, want) < DIFF_VS_REFERENCE
+    assert _calc_diff(half, want[: m // 2]) < DIFF_VS_REFERENCE

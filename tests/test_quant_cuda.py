@@ -52,7 +52,7 @@ def test_cuda_entry_rejects_unsupported_input() -> None:
 
 @pytest.mark.parametrize("unroll", [0, 9, 2.0, True, "2"])
 def test_cuda_entry_rejects_a_bad_unroll(unroll: object) -> None:
-    with pytest.raises(ValueError, match="^unroll: expected an int in 1..8"):
+    with pytest.raises(ValueError, match="^unroll: expected None or an int in 1..8"):
         quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), unroll=unroll)
 
 
@@ -63,6 +63,28 @@ def test_other_unrolls_compile_without_spills(unroll: int) -> None:
     res = kernel.resources
     assert res.spill_stores == 0 and res.spill_loads == 0 and res.stack_bytes == 0
     assert "LDL" not in jit.sass(kernel.cubin)  # the tasks' arrays live in registers
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bulk_form_compiles_to_bulk_copies_without_spills(dtype: torch.dtype) -> None:
+    kernel = jit.compile_cuda(quant_cuda.bulk_kernel_source(dtype), quant_cuda.bulk_kernel_name(dtype))
+    res = kernel.resources
+    assert res.spill_stores == 0 and res.spill_loads == 0 and res.registers <= 64
+    sass = jit.sass(kernel.cubin)
+    assert "UBLKCP" in sass and "LDL" not in sass  # x comes by the copy engine; nothing in local memory
+
+
+def test_bulk_tiles_are_whole_rows_that_fit() -> None:
+    assert quant_cuda.bulk_tile_rows(7168, 2) == 2  # 28 KB tiles of bf16 rows of 7168
+    assert quant_cuda.bulk_tile_rows(7168, 4) == 1
+    assert quant_cuda.bulk_tile_rows(400, 2) == 35
+    assert quant_cuda.bulk_tile_rows(65536, 2) is None  # three 128 KB rows do not fit: register form
+
+
+@pytest.mark.parametrize("form", ["", "tma", 1, True])
+def test_cuda_entry_rejects_a_bad_form(form: object) -> None:
+    with pytest.raises(ValueError, match="^form: expected None, 'registers' or 'bulk'"):
+        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), form=form)
 
 
 @pytest.mark.parametrize("waves", [0, -1, 1.5, True, "1"])
@@ -151,6 +173,35 @@ def test_every_unroll_is_bit_exact(unroll: int, waves: int | None, dtype: torch.
     x = torch.zeros(4, 384, device="cuda", dtype=dtype)
     x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
     q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
+    q_ref, scale_ref = per_token_cast_to_fp8(x)
+    _assert_same_bits(q, q_ref, torch.uint8)
+    _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("waves", [None, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bulk_form_is_bit_exact(waves: int | None, dtype: torch.dtype) -> None:
+    """Whole rows by bulk copy: tiles that end mid-x, tiles across groups, padding rows of the scales."""
+    for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400), (4096, 7168), (2, 5, 16)]:
+        x = _inputs(shape, dtype, seed=3)
+        *lead, m, k = shape
+        # Freed NaNs where the scale storage is likely to be allocated: padding rows must be written.
+        poison = torch.full(((lead[0] if lead else 1) * ((k + 127) // 128) * get_tma_aligned_size(m, 4),),
+                            float("nan"), device="cuda")
+        del poison
+        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, form="bulk", waves=waves)
+        q_ref, scale_ref = per_token_cast_to_fp8(x)
+        _assert_same_bits(q, q_ref, torch.uint8)
+        _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
+        m, kb = scale.shape[-2], scale.shape[-1]
+        aligned = get_tma_aligned_size(m, 4)
+        storage = torch.as_strided(scale, (*scale.shape[:-2], kb, aligned),
+                                   (*scale.stride()[:-2], aligned, 1))
+        assert torch.all(storage[..., m:] == 0)
+    x = torch.zeros(4, 384, device="cuda", dtype=dtype)
+    x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
+    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, form="bulk", waves=waves)
     q_ref, scale_ref = per_token_cast_to_fp8(x)
     _assert_same_bits(q, q_ref, torch.uint8)
     _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)

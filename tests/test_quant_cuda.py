@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fp8gemm import jit, quant_cuda
+from fp8gemm.device import get_num_sms
 from fp8gemm.layout import get_col_major_tma_aligned_tensor, get_tma_aligned_size, is_col_major_tma_aligned
 from fp8gemm.quant import per_token_cast_to_fp8
 
@@ -62,42 +63,16 @@ def test_other_unrolls_compile_without_spills(unroll: int) -> None:
                               quant_cuda.kernel_name(torch.bfloat16, unroll))
     res = kernel.resources
     assert res.spill_stores == 0 and res.spill_loads == 0 and res.stack_bytes == 0
+    assert res.registers <= 64  # at least 4 blocks of 256 threads per SM
     assert "LDL" not in jit.sass(kernel.cubin)  # the tasks' arrays live in registers
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_bulk_form_compiles_to_bulk_copies_without_spills(dtype: torch.dtype) -> None:
-    kernel = jit.compile_cuda(quant_cuda.bulk_kernel_source(dtype), quant_cuda.bulk_kernel_name(dtype))
-    res = kernel.resources
-    assert res.spill_stores == 0 and res.spill_loads == 0 and res.registers <= 64
-    sass = jit.sass(kernel.cubin)
-    assert "UBLKCP" in sass and "LDL" not in sass  # x comes by the copy engine; nothing in local memory
-
-
-def test_bulk_tiles_are_whole_rows_that_fit() -> None:
-    assert quant_cuda.bulk_tile_rows(7168, 2) == 2  # 28 KB tiles of bf16 rows of 7168
-    assert quant_cuda.bulk_tile_rows(7168, 4) == 1
-    assert quant_cuda.bulk_tile_rows(400, 2) == 35
-    assert quant_cuda.bulk_tile_rows(65536, 2) is None  # three 128 KB rows do not fit: register form
-
-
-@pytest.mark.parametrize("form", ["", "tma", 1, True])
-def test_cuda_entry_rejects_a_bad_form(form: object) -> None:
-    with pytest.raises(ValueError, match="^form: expected None, 'registers' or 'bulk'"):
-        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), form=form)
-
-
-@pytest.mark.parametrize("waves", [0, -1, 1.5, True, "1"])
-def test_cuda_entry_rejects_bad_waves(waves: object) -> None:
-    with pytest.raises(ValueError, match="^waves: expected None or a positive int"):
-        quant_cuda.per_token_cast_to_fp8_cuda(torch.zeros(4, 128), waves=waves)
-
-
-@pytest.mark.parametrize("registers,blocks", [(32, 8), (40, 6), (44, 5), (64, 4), (72, 3), (112, 2),
-                                              (255, 1)])
-def test_resident_blocks_follow_the_register_file(registers: int, blocks: int) -> None:
-    # 64K registers per SM, handed out per warp in units of 256; at most 2048 threads.
-    assert quant_cuda.resident_blocks_per_sm(registers) == blocks
+def test_default_unroll_is_1_where_a_thread_per_task_fits_in_one_wave() -> None:
+    lanes, wave = 16, get_num_sms() * 2048  # 2-byte inputs; threads one wave holds
+    assert quant_cuda.default_unroll(64 * 56, lanes) == quant_cuda.SMALL_UNROLL == 1  # [64, 7168]
+    assert quant_cuda.default_unroll(wave // lanes, lanes) == 1
+    assert quant_cuda.default_unroll(wave // lanes + 1, lanes) == quant_cuda.UNROLL == 4
+    assert quant_cuda.default_unroll(4096 * 56, lanes) == 4  # [4096, 7168]
 
 
 def test_supports_leaves_inputs_of_2_31_blocks_to_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,50 +133,19 @@ def test_bit_exact_3d(dtype: torch.dtype, shape: tuple[int, int, int]) -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("waves", [None, 1])
 @pytest.mark.parametrize("unroll", [1, 2, 4])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_every_unroll_is_bit_exact(unroll: int, waves: int | None, dtype: torch.dtype) -> None:
-    """Each setting the tuning tool tries gives the torch version's bits: one sweep, or a resident grid
-    that loops (many sweeps at [4096, 7168]), ragged tails of tasks included."""
+def test_every_unroll_is_bit_exact(unroll: int, dtype: torch.dtype) -> None:
+    """Each unroll the tuning tool tries gives the torch version's bits, ragged tails of tasks included."""
     for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400), (4096, 7168)]:
         x = _inputs(shape, dtype, seed=2)
-        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
+        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
         q_ref, scale_ref = per_token_cast_to_fp8(x)
         _assert_same_bits(q, q_ref, torch.uint8)
         _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
     x = torch.zeros(4, 384, device="cuda", dtype=dtype)
     x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
-    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
-    q_ref, scale_ref = per_token_cast_to_fp8(x)
-    _assert_same_bits(q, q_ref, torch.uint8)
-    _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("waves", [None, 2])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_bulk_form_is_bit_exact(waves: int | None, dtype: torch.dtype) -> None:
-    """Whole rows by bulk copy: tiles that end mid-x, tiles across groups, padding rows of the scales."""
-    for shape in [(1, 128), (7, 7168), (3, 130, 2112), (333, 400), (4096, 7168), (2, 5, 16)]:
-        x = _inputs(shape, dtype, seed=3)
-        *lead, m, k = shape
-        # Freed NaNs where the scale storage is likely to be allocated: padding rows must be written.
-        poison = torch.full(((lead[0] if lead else 1) * ((k + 127) // 128) * get_tma_aligned_size(m, 4),),
-                            float("nan"), device="cuda")
-        del poison
-        q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, form="bulk", waves=waves)
-        q_ref, scale_ref = per_token_cast_to_fp8(x)
-        _assert_same_bits(q, q_ref, torch.uint8)
-        _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)
-        m, kb = scale.shape[-2], scale.shape[-1]
-        aligned = get_tma_aligned_size(m, 4)
-        storage = torch.as_strided(scale, (*scale.shape[:-2], kb, aligned),
-                                   (*scale.stride()[:-2], aligned, 1))
-        assert torch.all(storage[..., m:] == 0)
-    x = torch.zeros(4, 384, device="cuda", dtype=dtype)
-    x[1, 5], x[2, 200], x[3, :] = float("inf"), float("nan"), 1e-30
-    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, form="bulk", waves=waves)
+    q, scale = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
     q_ref, scale_ref = per_token_cast_to_fp8(x)
     _assert_same_bits(q, q_ref, torch.uint8)
     _assert_same_bits(scale, scale_ref.contiguous(), torch.int32)

@@ -1,10 +1,9 @@
 """Decode-issue check on an H200, one run, one table: the host time of one eager GEMM call (dense,
 contiguous, masked; direct and through torch.ops, with the pieces of the launch), and the activation
-cast's bandwidth (CUPTI, L2 flushed) at [64, 7168], [4096, 7168] and [16384, 7168] for each unroll and
-grid (one sweep, or 2 waves of resident blocks that loop) and for the bulk-copy form, next to an
-empty kernel of the same grid
-(the launch floor) and torch's plain ``x.to(float8_e4m3fn)`` (no scales: what a simple elementwise
-kernel reaches), each checked bit for bit against the torch version.
+cast's bandwidth (CUPTI, L2 flushed) at [64, 7168], [4096, 7168] and [16384, 7168] for each unroll,
+next to an empty kernel of the same grid (the launch floor) and torch's plain ``x.to(float8_e4m3fn)``
+(no scales: what a simple elementwise kernel reaches), each checked bit for bit against the torch
+version.
 
     PYTHONPATH=. python tools/host_cast_check.py [--json PATH]
 
@@ -34,8 +33,8 @@ from fp8gemm.quant import per_token_cast_to_fp8  # noqa: E402
 
 CAST_SHAPES = [(64, 7168), (4096, 7168), (16384, 7168)]
 UNROLLS = (1, 2, 4)
-WAVES = (None, 2)
 THREADS = quant_cuda.THREADS
+CAST = quant_cuda.per_token_cast_to_fp8_cuda
 EMPTY_ARGS = (ctypes.c_int(0),)
 EMPTY = 'extern "C" __global__ void fp8gemm_cast_floor(int x) { if (x == 12345) __trap(); }'
 
@@ -97,15 +96,10 @@ def _same_bits(q: torch.Tensor, s: torch.Tensor, q_ref: torch.Tensor, s_ref: tor
         s.contiguous().view(torch.int32), s_ref.contiguous().view(torch.int32))
 
 
-def _grid(m: int, kb: int, unroll: int, waves: int | None) -> int:
+def _grid(m: int, kb: int, unroll: int) -> int:
     """The cast's grid for bf16 [m, k] (as quant_cuda computes it)."""
     tasks = kb * get_tma_aligned_size(m, 4)
-    grid = ((tasks + unroll - 1) // unroll * 16 + THREADS - 1) // THREADS
-    if waves is not None:
-        registers = quant_cuda._kernel(torch.bfloat16, unroll, True).compiled.resources.registers
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        grid = min(grid, waves * quant_cuda.resident_blocks_per_sm(registers) * sms)
-    return grid
+    return ((tasks + unroll - 1) // unroll * 16 + THREADS - 1) // THREADS
 
 
 def cast_times() -> list[dict]:
@@ -122,22 +116,13 @@ def cast_times() -> list[dict]:
         rows.append({"m": m, "k": k, "torch_plain_cast_us": plain_us,
                      "torch_plain_cast_tb_s": m * k * 3 / plain_us / 1e6})
         for unroll in UNROLLS:
-            for waves in WAVES:
-                q, s = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll, waves=waves)
-                exact = _same_bits(q, s, q_ref, s_ref)
-                us = cupti_time_us(lambda x=x, u=unroll, w=waves: quant_cuda.per_token_cast_to_fp8_cuda(
-                    x, unroll=u, waves=w), iters=40)
-                grid = _grid(m, kb, unroll, waves)
-                floor = cupti_time_us(lambda g=grid: floor_kernel.launch(g, THREADS, 0, EMPTY_ARGS), iters=40)
-                rows.append({"m": m, "k": k, "form": "registers", "unroll": unroll, "waves": waves, "us": us,
-                             "tb_s": nbytes / us / 1e6, "floor_us": floor, "bit_exact": exact, "grid": grid})
-        for waves in (1, 2):
-            q, s = quant_cuda.per_token_cast_to_fp8_cuda(x, form="bulk", waves=waves)
+            q, s = quant_cuda.per_token_cast_to_fp8_cuda(x, unroll=unroll)
             exact = _same_bits(q, s, q_ref, s_ref)
-            us = cupti_time_us(lambda x=x, w=waves: quant_cuda.per_token_cast_to_fp8_cuda(
-                x, form="bulk", waves=w), iters=40)
-            rows.append({"m": m, "k": k, "form": "bulk", "unroll": 0, "waves": waves, "us": us,
-                         "tb_s": nbytes / us / 1e6, "floor_us": float("nan"), "bit_exact": exact, "grid": 0})
+            us = cupti_time_us(lambda x=x, u=unroll: CAST(x, unroll=u), iters=40)
+            grid = _grid(m, kb, unroll)
+            floor = cupti_time_us(lambda g=grid: floor_kernel.launch(g, THREADS, 0, EMPTY_ARGS), iters=40)
+            rows.append({"m": m, "k": k, "unroll": unroll, "us": us, "tb_s": nbytes / us / 1e6,
+                         "floor_us": floor, "bit_exact": exact, "grid": grid})
     default_host = _best_host_us(lambda: per_token_cast_to_fp8(x, tma_aligned_scales=True), iters=200)
     rows.append({"m": CAST_SHAPES[-1][0], "k": CAST_SHAPES[-1][1], "public_call_host_us": default_host})
     return rows
@@ -157,13 +142,12 @@ def main() -> None:
         print(f"{r['case']:34} {r['direct_us']:7.2f} {r['torch_ops_us']:7.2f} {r['prepared_launch_us']:7.2f} "
               f"{r.get('bindings_launch_us', nan):9.2f} {r.get('ctypes_launch_us', nan):7.2f}", flush=True)
     cast = cast_times()
-    print(f"{'cast bf16 (CUPTI, L2 flushed)':22} {'form':>9} {'unroll':>6} {'waves':>5} {'grid':>6} "
-          f"{'us':>7} {'TB/s':>6} {'floor us':>9} {'exact':>6}")
+    print(f"{'cast bf16 (CUPTI, L2 flushed)':22} {'unroll':>6} {'grid':>6} {'us':>7} {'TB/s':>6} "
+          f"{'floor us':>9} {'exact':>6}")
     for r in cast:
         if "unroll" in r:
-            print(f"[{r['m']}, {r['k']}]{'':10} {r['form']:>9} {r['unroll']:6d} {r['waves']!s:>5} "
-                  f"{r['grid']:6d} {r['us']:7.2f} {r['tb_s']:6.2f} {r['floor_us']:9.2f} "
-                  f"{r['bit_exact']!s:>6}")
+            print(f"[{r['m']}, {r['k']}]{'':10} {r['unroll']:6d} {r['grid']:6d} {r['us']:7.2f} "
+                  f"{r['tb_s']:6.2f} {r['floor_us']:9.2f} {r['bit_exact']!s:>6}")
         elif "torch_plain_cast_us" in r:
             print(f"[{r['m']}, {r['k']}] torch x.to(fp8), no scales: {r['torch_plain_cast_us']:.2f} us, "
                   f"{r['torch_plain_cast_tb_s']:.2f} TB/s")

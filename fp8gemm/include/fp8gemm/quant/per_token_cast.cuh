@@ -8,8 +8,6 @@
 //   q     = e4m3(x / scale)      (IEEE division; round to nearest even, saturating at +-448, NaN kept)
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
-#include <fp8gemm/ptx/mbarrier.cuh>
-#include <fp8gemm/ptx/memory.cuh>
 
 namespace fp8gemm::quant {
 
@@ -93,7 +91,7 @@ FP8GEMM_DEVICE void unpack(const uint32_t (&v)[4], float (&f)[kVec]) {
 }
 
 // One "task" is one 128-wide block of one row. A group of kLanes lanes (16 for 2-byte inputs, 32 for
-// FP32) covers a block with one 16-byte vector per lane; each lane group does kUnroll tasks per sweep.
+// FP32) covers a block with one 16-byte vector per lane; each lane group does kUnroll tasks.
 // Task order is (group, row, k-block) with the k-block fastest: a lane group's kUnroll tasks and its
 // neighbours' are consecutive blocks of one row, so the GPU streams x and q front to back.
 // NOTES: the order (group, k-block, row), row fastest, wrote neighbouring scales side by side but read
@@ -182,14 +180,13 @@ FP8GEMM_DEVICE void convert(const Task& t, int lane, uint8_t* __restrict__ q, fl
     if (lane == 0 && (t.state & 2u)) scales[t.scale] = (t.state & 4u) ? scale : 0.0f;
 }
 
-// The grid sweeps the tasks front to back, kUnroll tasks per lane group per sweep. kLoop = false: the
-// grid has a thread per task and makes one sweep. kLoop = true: a smaller (resident) grid loops, the
-// next sweep's loads issued before this sweep's math and stores (up to 2 * kUnroll 16-byte loads in
-// flight per thread), and no block launches beyond the first wave.
-// NOTES: measured on the H200 (BENCHMARKS.md): one sweep at unroll 4 streams [4096, 7168] at 3.3 TB/s
-// although the 3584 blocks alone take 2.7 us to launch; the loop saves those but pays index
-// arithmetic for the prefetch and more registers, and did not beat it (2.9-3.1 TB/s).
-template <int kKind, int kUnroll, bool kLoop>
+// The grid has a thread per task group: each lane group loads its kUnroll tasks, then converts them.
+// NOTES: measured on the H200 (BENCHMARKS.md) against two other forms, both bit-exact and both slower:
+// a resident grid that loops with the next sweep's loads issued before this sweep's math (2.8-3.1
+// TB/s: the prefetch's index arithmetic and registers cost more than the block launches it saves),
+// and whole rows brought into shared memory by cp.async.bulk, 3 stages of 28 KB per 512-thread block
+// (2.5-2.8 TB/s). This form: 3.3 TB/s at [4096, 7168], 3.4 at [16384, 7168] (unroll 4).
+template <int kKind, int kUnroll>
 FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __restrict__ q,
                                    float* __restrict__ scales, int groups, int rows, int scale_rows, int k,
                                    int64_t scale_row_stride, int64_t scale_kb_stride,
@@ -197,7 +194,6 @@ FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __res
     constexpr int kBytes = Elem<kKind>::kBytes;
     constexpr int kVec = 16 / kBytes;         // elements per 16-byte vector
     constexpr int kLanes = kBlock / kVec;     // lanes per 128-wide block
-    constexpr int kGroupsPerWarp = 32 / kLanes;
     static_assert(kLanes == 16 || kLanes == 32, "a block spans a half or a whole warp");
 
     Shape sh;
@@ -213,138 +209,14 @@ FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __res
 
     const int lane = threadIdx.x % kLanes;
     const uint32_t lane_group = uint32_t((uint64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes);
-    const uint32_t sweep = uint32_t(uint64_t(gridDim.x) * blockDim.x / kLanes) * kUnroll;
-    uint32_t first = lane_group * kUnroll;
-    // The loop runs on the warp's first lane group: every lane of a warp makes the same number of
-    // sweeps (the butterfly needs them all), lanes past the end with tasks that do not exist.
-    uint32_t warp_first = (lane_group - lane_group % kGroupsPerWarp) * kUnroll;
-
-    Task cur[kUnroll];
+    const uint32_t first = lane_group * kUnroll;
+    // NOTES: all loads of the thread are issued before any use, so each thread keeps kUnroll 16-byte
+    // requests in flight. Lanes past the end take part in the butterfly with tasks that do not exist.
+    Task task[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, first + u, lane, cur[u]);
-    if constexpr (!kLoop) {
+    for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, first + u, lane, task[u]);
 #pragma unroll
-        for (int u = 0; u < kUnroll; ++u) convert<kKind, kVec, kLanes>(cur[u], lane, q, scales);
-        return;
-    }
-    Task next[kUnroll];
-    for (; warp_first < sh.num_tasks; first += sweep, warp_first += sweep) {
-        const uint32_t next_first = first + sweep;  // < 2^32: both terms are below 2^31
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, next_first + u, lane, next[u]);
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) convert<kKind, kVec, kLanes>(cur[u], lane, q, scales);
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u) cur[u] = next[u];
-    }
-}
-
-// ------------------------------------------------------------------------------ bulk-copy form
-// 1D bulk copy global -> shared memory that completes `bytes` on the mbarrier `bar` (PTX ISA
-// "cp.async.bulk"): src and dst 16-byte aligned, bytes a multiple of 16.
-FP8GEMM_DEVICE void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
-                 :: "r"(dst), "l"(src), "r"(bytes), "r"(bar) : "memory");
-}
-
-// The same cast with x brought in by the copy engine: each block owns tiles of `tile_rows` whole rows
-// of x (contiguous bytes, one bulk copy each) and keeps kStages of them in flight in shared memory,
-// so the bytes in flight do not cost registers; the threads read the tile from shared memory and
-// write q and the scales as above. Tiles go round-robin over a resident grid.
-// NOTES: the register form holds at most ~64 KB per SM in flight (registers bound it); an SM needs
-// more than that to keep HBM busy at 3.5 TB/s.
-template <int kKind, int kStages>
-FP8GEMM_DEVICE void per_token_cast_bulk(const uint8_t* __restrict__ x, uint8_t* __restrict__ q,
-                                        float* __restrict__ scales, int groups, int rows, int scale_rows, int k,
-                                        int tile_rows, int64_t scale_row_stride, int64_t scale_kb_stride,
-                                        int64_t scale_group_stride) {
-    constexpr int kBytes = Elem<kKind>::kBytes;
-    constexpr int kVec = 16 / kBytes;
-    constexpr int kLanes = kBlock / kVec;
-    constexpr int kGroupsPerWarp = 32 / kLanes;
-    extern __shared__ __align__(128) uint8_t smem[];  // kStages tiles, then kStages barriers
-
-    const uint32_t row_bytes = uint32_t(k) * kBytes;  // a multiple of 16 (k % 16 == 0)
-    const uint32_t tile_bytes = uint32_t(tile_rows) * row_bytes;
-    const uint32_t tiles_addr = smem_addr(smem);
-    const uint32_t bars = tiles_addr + kStages * tile_bytes;
-    const uint32_t total_rows = uint32_t(groups) * uint32_t(rows);
-    const uint32_t num_tiles = (total_rows + tile_rows - 1) / tile_rows;
-    const uint32_t kb = uint32_t(k + kBlock - 1) / kBlock;
-
-    if (threadIdx.x == 0) {
-#pragma unroll
-        for (int s = 0; s < kStages; ++s) ptx::mbarrier_init(bars + 8 * s, 1);
-        ptx::fence_mbarrier_init();
-    }
-    __syncthreads();
-
-    // Thread 0 fills stage `stage` with tile `tile` (fewer rows at the end of x).
-    auto issue = [&](uint32_t tile, int stage) {
-        const uint32_t first_row = tile * uint32_t(tile_rows);
-        const uint32_t n = min_of(uint32_t(tile_rows), total_rows - first_row);
-        ptx::mbarrier_arrive_expect_tx(bars + 8 * stage, n * row_bytes);
-        bulk_load(tiles_addr + stage * tile_bytes, x + uint64_t(first_row) * row_bytes, n * row_bytes,
-                  bars + 8 * stage);
-    };
-    if (threadIdx.x == 0) {
-#pragma unroll
-        for (int s = 0; s < kStages; ++s) {
-            const uint32_t tile = blockIdx.x + s * gridDim.x;
-            if (tile < num_tiles) issue(tile, s);
-        }
-    }
-
-    const int lane = threadIdx.x % kLanes;
-    const uint32_t lane_group = threadIdx.x / kLanes;
-    const uint32_t lane_groups = blockDim.x / kLanes;
-    const uint32_t warp_group0 = lane_group - lane_group % kGroupsPerWarp;  // the warp moves together
-    uint32_t use = 0;
-    for (uint32_t tile = blockIdx.x; tile < num_tiles; tile += gridDim.x, ++use) {
-        const int stage = int(use % kStages);
-        ptx::mbarrier_wait(bars + 8 * stage, (use / kStages) & 1u);
-        const uint32_t first_row = tile * uint32_t(tile_rows);
-        const uint32_t n = min_of(uint32_t(tile_rows), total_rows - first_row);
-        const uint32_t tasks = n * kb;
-        for (uint32_t t0 = warp_group0; t0 < tasks; t0 += lane_groups) {
-            const uint32_t t = t0 + lane_group % kGroupsPerWarp;
-            const uint32_t r = t / kb;
-            const uint32_t kbi = t - r * kb;
-            const uint32_t col = kbi * kBlock + uint32_t(lane) * kVec;
-            const bool exists = t < tasks;
-            const bool has_data = exists && col < uint32_t(k);
-            const uint32_t flat_row = first_row + r;
-            const uint32_t group = flat_row / uint32_t(rows);
-            const uint32_t row = flat_row - group * uint32_t(rows);
-            Task task;
-            task.state = uint32_t(has_data) | (uint32_t(exists) << 1) | (1u << 2);
-            task.elem = int64_t(flat_row) * k + col;
-            task.scale = group * scale_group_stride + kbi * scale_kb_stride + row * scale_row_stride;
-            task.v[0] = task.v[1] = task.v[2] = task.v[3] = 0;
-            if (has_data) {
-                const uint32_t addr = tiles_addr + stage * tile_bytes + (r * uint32_t(k) + col) * kBytes;
-                const ptx::Vec16 v = ptx::load_shared_16(addr);
-                task.v[0] = v.x, task.v[1] = v.y, task.v[2] = v.z, task.v[3] = v.w;
-            }
-            convert<kKind, kVec, kLanes>(task, lane, q, scales);
-        }
-        __syncthreads();  // every thread is done reading this stage: refill it
-        if (threadIdx.x == 0) {
-            const uint32_t next = tile + kStages * gridDim.x;
-            if (next < num_tiles) issue(next, stage);
-        }
-    }
-
-    // The scale tensor's TMA padding rows [rows, scale_rows) of every group: zero.
-    const uint32_t pad_rows = uint32_t(scale_rows - rows);
-    const uint32_t pads = uint32_t(groups) * pad_rows * kb;
-    for (uint32_t p = blockIdx.x * blockDim.x + threadIdx.x; p < pads; p += gridDim.x * blockDim.x) {
-        const uint32_t rest = p / kb;
-        const uint32_t kbi = p - rest * kb;
-        const uint32_t row = uint32_t(rows) + rest % pad_rows;
-        const uint32_t group = rest / pad_rows;
-        scales[group * scale_group_stride + kbi * scale_kb_stride + row * scale_row_stride] = 0.0f;
-    }
+    for (int u = 0; u < kUnroll; ++u) convert<kKind, kVec, kLanes>(task[u], lane, q, scales);
 }
 
 }  // namespace fp8gemm::quant

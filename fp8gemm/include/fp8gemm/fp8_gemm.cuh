@@ -42,6 +42,7 @@ constexpr int kEpilogueBarrier = 1;
 template <int V>
 struct Int { static constexpr int value = V; };
 
+
 template <class Cfg>
 struct GemmTraits {
     static constexpr int kNumMathWarpgroups = Cfg::kBlockM == 64 ? 1 : 2;
@@ -52,6 +53,16 @@ struct GemmTraits {
     static constexpr bool kSplitK = Cfg::kKSplits > 1;
     static constexpr int kNumScaleRowsB = ceil_div(Cfg::kShapeN, kBlockK);   // rows of sb per group
     static constexpr int kAccumRegs = Cfg::kBlockN / 2;
+    // NOTES: narrow one-chain tiles (the decode shapes) issue the wgmma of several K blocks back
+    // to back into separate partial sums, and promote each while the later ones run: their loop is
+    // bound by the latency of wait -> wgmma -> wait, not by the tensor cores. H200 (CUPTI, against
+    // one partial sum): 64x4096x7168 12.4 -> 11.8 us, 64x7168x2048 7.2 -> 6.7, 64x7168x16384
+    // 35.0 -> 33.2, 128x4096x7168 14.0 -> 13.5, 64x32768x512 (64x128) 8.1 -> 7.7. Wider two-
+    // warpgroup tiles keep one partial sum: the other warpgroup's wgmma cover the promotion
+    // (128x128 was 3.5% slower overlapped), and the registers would not hold more.
+    static constexpr int kMaxOverlapBlockN = kNumMathWarpgroups == 1 ? 128 : 96;
+    static constexpr int kOverlapDepth =
+        kChains > 1 || Cfg::kBlockN > kMaxOverlapBlockN ? 1 : Cfg::kBlockN <= 32 ? 4 : 2;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
     // inside a 128-column scale block of B. The column where a tile's second B scale block starts
     // is therefore a multiple of g; the kernel is instantiated once per possible column, so that
@@ -306,6 +317,82 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             return BScales{row0, row0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0)};
         };
 
+        // The main loop of a one-chain tile whose K blocks overlap (T::kOverlapDepth > 1): the
+        // wgmma of kOverlapDepth K blocks are issued back to back, each into its own partial sum,
+        // and the blocks are then promoted in order as each completes, while the later ones run.
+        // NOTES: every round ends with all of its wgmma complete. A round that leaves a wgmma in
+        // flight across the loop's back edge makes ptxas serialize every wgmma (C7514: it cannot
+        // tell that the partial sum being promoted belongs to a finished group).
+        auto run_overlapped = [&](const BScales& scales, int k_begin, int k_end, auto boundary, float first_b0,
+                                  float first_b1) {
+            constexpr int kBoundary = decltype(boundary)::value;
+            constexpr bool kTwoBlocks = kBoundary < BN;
+            constexpr int kDepth = T::kOverlapDepth;
+            float part[kDepth][T::kAccumRegs];
+            // What promoting a K block needs once its wgmma are complete.
+            struct Pending {
+                int stage;
+                float a0, a1, b0, b1;
+            };
+            Pending pending[kDepth];
+            // Waits for the K block's stage, reads its scales, issues its wgmma into `part`.
+            auto issue = [&](float* part, int kb, Pending& p) {
+                const bool first = kb == k_begin;
+                p.b0 = first ? first_b0 : ptx::load_global_nc(scales.row0 + kb);
+                p.b1 = !kTwoBlocks ? 0.0f : first ? first_b1 : ptx::load_global_nc(scales.row1 + kb);
+                ptx::mbarrier_wait(full + 8 * stage, phase);
+                const uint32_t sa_row = a_scales(stage) + (chain_row<Cfg>(warpgroup, 0) + row_in_chain) * 4;
+                p.a0 = ptx::load_shared_f32(sa_row);
+                p.a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+                p.stage = stage;
+                const uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
+                const uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
+#pragma unroll
+                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
+                ptx::wgmma_fence();
+#pragma unroll
+                for (int ks = 0; ks < kBlockK / 32; ++ks)
+                    Cfg::Mma::run(part, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
+                                  desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
+                ptx::wgmma_commit();
+                if (++stage == kStages) stage = 0, phase ^= 1;
+            };
+            // After its wgmma are complete: releases the K block's stage and promotes `part`.
+            auto finish = [&](float* part, const Pending& p) {
+#pragma unroll
+                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
+                __syncwarp();
+                if (lane < Cfg::kClusterSize) {
+                    if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(empty + 8 * p.stage, lane);
+                    else ptx::mbarrier_arrive(empty + 8 * p.stage);
+                }
+                const float s00 = p.a0 * p.b0, s10 = p.a1 * p.b0, s01 = p.a0 * p.b1, s11 = p.a1 * p.b1;
+#pragma unroll
+                for (int j = 0; j < BN / 8; ++j) {
+                    const bool second = kTwoBlocks && j * 8 >= kBoundary;
+                    acc[0][4 * j + 0] += part[4 * j + 0] * (second ? s01 : s00);
+                    acc[0][4 * j + 1] += part[4 * j + 1] * (second ? s01 : s00);
+                    acc[0][4 * j + 2] += part[4 * j + 2] * (second ? s11 : s10);
+                    acc[0][4 * j + 3] += part[4 * j + 3] * (second ? s11 : s10);
+                }
+            };
+            int kb = k_begin;
+            for (; kb + kDepth <= k_end; kb += kDepth) {
+#pragma unroll
+                for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i]);
+#pragma unroll
+                for (int i = 0; i < kDepth; ++i) {
+                    ptx::wgmma_wait_pending(kDepth - 1 - i);
+                    finish(part[i], pending[i]);
+                }
+            }
+            for (; kb < k_end; ++kb) {
+                issue(part[0], kb, pending[0]);
+                ptx::wgmma_wait<0>();
+                finish(part[0], pending[0]);
+            }
+        };
+
         // One tile's main loop, for B scales that switch to the second block at column kBoundary.
         // first_b0/first_b1: the B scales of its first K block, loaded before (see below).
         auto run_k_blocks = [&](const Tile& tile, auto boundary, float first_b0, float first_b1) {
@@ -317,6 +404,10 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // The ring position is the same in every thread (see warp_uniform).
             stage = warp_uniform(stage);
             phase = warp_uniform(phase);
+            if constexpr (T::kOverlapDepth > 1) {
+                run_overlapped(scales, k_begin, k_end, boundary, first_b0, first_b1);
+                return;
+            }
             // NOTES: B scales are read one K block ahead (global, L1/L2 hits), so their latency
             // hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;

@@ -14,6 +14,16 @@ FP8GEMM_DEVICE void wgmma_commit() { asm volatile("wgmma.commit_group.sync.align
 template <int N>
 FP8GEMM_DEVICE void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" :: "n"(N) : "memory"); }
 
+// wgmma_wait<n> for an n known only after unrolling (0-3): the switch folds away.
+FP8GEMM_DEVICE void wgmma_wait_pending(int n) {
+    switch (n) {
+        case 0: wgmma_wait<0>(); break;
+        case 1: wgmma_wait<1>(); break;
+        case 2: wgmma_wait<2>(); break;
+        default: wgmma_wait<3>(); break;
+    }
+}
+
 // Keeps the compiler from moving accesses of an accumulator register across the async region.
 FP8GEMM_DEVICE void fence_register(float& reg) { asm volatile("" : "+f"(reg) :: "memory"); }
 

@@ -96,10 +96,11 @@ def variant(base, bm, bn, mc, stages=None, raster=None):
     return with_tiles(base, bm, bn, mc, stages=stages, raster_width=raster)
 
 
-def run_dense_config(cfg, x, out, m):
+def prepare_dense_config(cfg, x, out, m):
+    """The prepared launch of an explicit dense config on these buffers (call it to run)."""
     kb = x.sa_tma.shape[1]
-    launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m, m,
-                fp8gemm.get_num_sms())
+    return launch._prepare(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,
+                           m, fp8gemm.get_num_sms())
 
 
 def sweep_dense(m, n, k, variants, lines):
@@ -109,10 +110,11 @@ def sweep_dense(m, n, k, variants, lines):
     for v in [base] + [variant(base, *v) for v in variants]:
         out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
         try:
-            run_dense_config(v, x, out, m)
+            run = prepare_dense_config(v, x, out, m)
+            run()
             torch.cuda.synchronize()
             d = calc_diff(out, ref)
-            us = cupti_time_us(lambda v=v, out=out: run_dense_config(v, x, out, m), iters=15)
+            us = cupti_time_us(run, iters=15)
             lines.append(f"sweep dense {m}x{n}x{k} BM={v.block_m} BN={v.block_n} mc={v.multicast} "
                          f"s={v.stages} r={v.raster_width}: {us:8.1f} us {2*m*n*k/us/1e6:6.0f} TF "
                          f"diff={d:.1e}")

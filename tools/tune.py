@@ -50,10 +50,9 @@ def main() -> None:
         for flags in args.define:
             fl = () if flags == "none" else tuple(f"-D{f}" for f in flags.split("+"))
 
-            def run(cfg=cfg, fl=fl):
-                launch._run(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out, None, m,
-                            m, num_sms, fl)
             try:
+                run = launch._prepare(cfg, x.a, (m, kb), get_tma_aligned_size(m, 4), x.sa_tma, x.b, x.sb, out,
+                                      None, m, m, num_sms, fl)
                 run()
                 torch.cuda.synchronize()
                 diff = calc_diff(out, ref)

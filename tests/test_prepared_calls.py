@@ -153,6 +153,7 @@ def test_masked_key_holds_expected_m_and_its_type(fake: Recorder) -> None:
         gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, masked_m, expected)
     assert fake.kinds() == ["prepare", "run", "run", "prepare", "run"]
     assert fake.log[0][2][-1] == 1 and fake.log[3][2][-1] == 4
+    assert gemm._signature("masked", (a, sa, b, sb, out, masked_m), 4, int) in gemm._prepared
     with pytest.raises(TypeError, match="expected_m: expected a positive int, got bool"):
         gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((a, sa), (b, sb), out, masked_m, True)  # True == 1
     with pytest.raises(TypeError, match="^masked_m: expected dtype torch.int32"):
@@ -177,6 +178,7 @@ def test_contiguous_fast_path_only_for_the_aligned_layout_unchecked(fake: Record
     for _ in range(2):
         gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(lhs, rhs, out, m_indices)
     assert fake.kinds() == ["prepare", "run", "run"] and values == []
+    assert gemm._signature("contiguous", (*lhs, *rhs, out, m_indices)) in gemm._prepared
     with pytest.raises(TypeError, match="groups_aligned: expected a bool, got int"):
         gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(lhs, rhs, out, m_indices, groups_aligned=1)
     monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "1")

@@ -151,7 +151,8 @@ def fp32_tma_boxes(config: Fp32GemmConfig) -> dict[str, TmaBox]:
 
 def fp32_kernel_name(config: Fp32GemmConfig) -> str:
     return (f"fp8gemm_fp32_{config.layout}_n{config.n}_g{config.num_groups}_bm{config.block_m}"
-            f"_bn{config.block_n}_s{config.stages}_r{config.raster_width}")
+            f"_bn{config.block_n}_s{config.stages}_r{config.raster_width}"
+            f"_{'direct' if config.direct_epilogue else 'tma'}{'_wsb' if config.warp_b_scales else ''}")
 
 
 def fp32_kernel_source(config: Fp32GemmConfig) -> str:
@@ -171,6 +172,9 @@ struct Config {{
     static constexpr fp8gemm::fp32out::Layout kLayout =
         fp8gemm::fp32out::Layout::{_FP32_LAYOUT_ENUM[config.layout]};
     static constexpr int kRasterWidth = {config.raster_width};
+    static constexpr bool kDirectEpilogue = {"true" if config.direct_epilogue else "false"};
+    static constexpr bool kEarlyProducts = {"true" if config.early_products else "false"};
+    static constexpr bool kWarpLoadsBScales = {"true" if config.warp_b_scales else "false"};
     static constexpr int kSmemBytes = {config.smem_bytes};
     static constexpr int kBoxRowsA = {boxes["a"].rows};    // TMA boxes the launcher encodes
     static constexpr int kBoxRowsB = {boxes["b"].rows};
@@ -183,9 +187,9 @@ struct Config {{
 extern "C" __global__ void __launch_bounds__({config.num_threads}, 1)
 {name}(const __grid_constant__ fp8gemm::TensorMap tmap_a, const __grid_constant__ fp8gemm::TensorMap tmap_b,
        const __grid_constant__ fp8gemm::TensorMap tmap_sa, const __grid_constant__ fp8gemm::TensorMap tmap_sb,
-       const __grid_constant__ fp8gemm::TensorMap tmap_d, const int* ks, int rows, int dense_k_blocks,
-       int accumulate) {{
-    fp8gemm::fp32out::fp8_gemm_fp32_kernel<Config>(tmap_a, tmap_b, tmap_sa, tmap_sb, tmap_d, ks, rows,
-                                                   dense_k_blocks, accumulate);
+       const __grid_constant__ fp8gemm::TensorMap tmap_d, float* d, const float* sb, int sb_stride,
+       const int* ks, int rows, int dense_k_blocks, int accumulate) {{
+    fp8gemm::fp32out::fp8_gemm_fp32_kernel<Config>(tmap_a, tmap_b, tmap_sa, tmap_sb, tmap_d, d, sb, sb_stride,
+                                                   ks, rows, dense_k_blocks, accumulate);
 }}
 """

@@ -277,25 +277,42 @@ def grid_size(config: GemmConfig, m: int, num_sms: int) -> int:
 
 FP32_LAYOUTS = ("dense", "k_grouped")
 FP32_SLAB_COLS = 32  # FP32 output columns per staging slab / TMA store box (128 bytes)
-# NOTES: a math thread holds its FP32 sums, the partial sum and the per-element scale products
-# (formed while the wgmma run): 3 x BLOCK_N / 2 registers, hence BLOCK_N <= 128 (192 + addresses
-# of the 232 a math thread gets).
-FP32_BLOCK_N_CANDIDATES = (32, 64, 96, 128)
+# NOTES: a math thread holds its FP32 sums, the partial sum and either the per-element scale
+# products (formed while the wgmma run: 3 x BLOCK_N / 2 registers, hence BLOCK_N <= 128 of the 232
+# a math thread gets) or, wider, only its B scales (BLOCK_N / 4), the products formed after the
+# wgmma wait: BLOCK_N <= 160.
+FP32_BLOCK_N_CANDIDATES = (32, 64, 96, 128, 160)
+FP32_MAX_EARLY_PRODUCTS_N = 128
 # NOTES: the share of the tensor cores' rate a tile width reaches (wider wgmma read less shared
 # memory per flop), rated like _N_EFFICIENCY of the forward kernel; only the ranking matters.
-_FP32_N_EFFICIENCY = {32: 0.6, 64: 0.75, 96: 0.8, 128: 0.94}
+# Measured on the H200, dense 4096x7168x16384 from the registers: 128x160 85 us per wave of tiles,
+# 128x128 71 us (4% more per column); k-grouped (8, 7168, 2048, ~4096) through TMA: 128x160 1047 us,
+# 128x128 1195 us (fewer, larger tiles: less per-tile cost).
+_FP32_N_EFFICIENCY = {32: 0.6, 64: 0.75, 96: 0.8, 128: 0.94, 160: 0.98}
 
 
-def fp32_smem_bytes(block_m: int, block_n: int, stages: int) -> int:
+def fp32_b_scale_bytes(block_n: int, warp_b_scales: bool) -> int:
+    """One stage's B scales: the row as TMA copies it, or regrouped per lane by the producer warp
+    (fp8_gemm_fp32.cuh SbLayout: 4 runs of block_n / 4, padded to a stride of 4 mod 8 floats)."""
+    run = block_n // 4
+    stride = run + 4 if run % 8 == 0 else run
+    return round_up(4 * stride * 4 if warp_b_scales else block_n * 4, 128)
+
+
+def fp32_smem_bytes(block_m: int, block_n: int, stages: int, direct_epilogue: bool = True,
+                    warp_b_scales: bool = False) -> int:
     """Dynamic shared memory of the FP32-output kernel, as fp8_gemm_fp32.cuh (Smem) lays it out."""
-    store = block_m * block_n * 4
-    per_stage = (block_m + block_n) * BLOCK_K + round_up(block_m * 4, 128) + round_up(block_n * 4, 128)
+    store = 0 if direct_epilogue else block_m * block_n * 4
+    per_stage = ((block_m + block_n) * BLOCK_K + round_up(block_m * 4, 128)
+                 + fp32_b_scale_bytes(block_n, warp_b_scales))
     return store + stages * per_stage + 2 * stages * 8 + _ALIGN_SLACK
 
 
-def fp32_max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
+def fp32_max_stages(block_m: int, block_n: int, direct_epilogue: bool = True, warp_b_scales: bool = False,
+                    limit: int = SMEM_LIMIT) -> int:
     stages = 0
-    while stages < MAX_STAGES and fp32_smem_bytes(block_m, block_n, stages + 1) <= limit:
+    while (stages < MAX_STAGES
+           and fp32_smem_bytes(block_m, block_n, stages + 1, direct_epilogue, warp_b_scales) <= limit):
         stages += 1
     return stages
 
@@ -308,9 +325,19 @@ class Fp32GemmConfig:
     n: int
     num_groups: int
     block_m: int           # 64 (one math warpgroup) or 128 (two)
-    block_n: int           # a multiple of 32, at most 128
+    block_n: int           # a multiple of 32 (16 with the direct epilogue), at most 160
     stages: int
     raster_width: int
+    direct_epilogue: bool = True   # FP32 out straight from registers (else through smem and TMA)
+    # NOTES: a producer warp loads B's scales regrouped per lane, so that the math warps read them
+    # with half the LDS (10 LDS.128 instead of 20 LDS.64 per K block at BN 160): compiled and
+    # checked on CPU (no spills, SASS), not yet run on the H200, hence off by default.
+    warp_b_scales: bool = False
+
+    @property
+    def early_products(self) -> bool:
+        """Whether the per-element scale products fit in registers next to the sums (see above)."""
+        return self.block_n <= FP32_MAX_EARLY_PRODUCTS_N
 
     @property
     def cluster_size(self) -> int:
@@ -326,7 +353,8 @@ class Fp32GemmConfig:
 
     @property
     def smem_bytes(self) -> int:
-        return fp32_smem_bytes(self.block_m, self.block_n, self.stages)
+        return fp32_smem_bytes(self.block_m, self.block_n, self.stages, self.direct_epilogue,
+                               self.warp_b_scales)
 
     @property
     def num_n_blocks(self) -> int:
@@ -334,14 +362,18 @@ class Fp32GemmConfig:
 
     def __str__(self) -> str:
         return (f"fp32 {self.layout} n={self.n} g={self.num_groups}: BM={self.block_m} BN={self.block_n} "
-                f"stages={self.stages} smem={self.smem_bytes}")
+                f"stages={self.stages} epilogue={'direct' if self.direct_epilogue else 'tma'} "
+                f"b_scales={'warp' if self.warp_b_scales else 'tma'} smem={self.smem_bytes}")
 
 
-def with_fp32_tiles(config: Fp32GemmConfig, block_m: int, block_n: int, *,
-                    stages: int | None = None) -> Fp32GemmConfig:
-    """`config` with other tiles (tools and tests that force a variant); stages: as many as fit."""
-    return dataclasses.replace(config, block_m=block_m, block_n=block_n,
-                               stages=stages or fp32_max_stages(block_m, block_n))
+def with_fp32_tiles(config: Fp32GemmConfig, block_m: int, block_n: int, *, stages: int | None = None,
+                    direct_epilogue: bool | None = None, warp_b_scales: bool | None = None) -> Fp32GemmConfig:
+    """`config` with other tiles or variants (tools and tests that force one); stages: as many as fit."""
+    direct = config.direct_epilogue if direct_epilogue is None else direct_epilogue
+    warp = config.warp_b_scales if warp_b_scales is None else warp_b_scales
+    return dataclasses.replace(config, block_m=block_m, block_n=block_n, direct_epilogue=direct,
+                               warp_b_scales=warp,
+                               stages=stages or fp32_max_stages(block_m, block_n, direct, warp))
 
 
 @lru_cache(maxsize=1024)
@@ -350,10 +382,16 @@ def select_fp32_config(layout: str, m: int, n: int, num_groups: int = 1,
     """Tiles for the FP32-output kernel: `m` rows of each output (group), `n` columns.
 
     64-row tiles for m <= 64, else 128 (two math warpgroups); the tile width that minimises waves x
-    per-tile cost (all groups are assumed to have tokens)."""
+    per-tile cost (all groups are assumed to have tokens). The epilogue: from the registers for
+    dense GEMMs, through TMA for k-grouped ones. NOTES: measured on the H200 (d is c, 128x160, B
+    scales by TMA): dense 4096x7168x16384 938 us from the registers against 1042 us through TMA
+    (3 stages); k-grouped (groups, m, n, ~tokens) (8, 7168, 2048, 4096) 1367 us against 1047 us,
+    (4, 4096, 7168, 8192) 1998 against 1944: the per-element L2 reductions (RED.64) fall behind
+    when K per tile is short, the bulk TMA reductions do not."""
     if layout not in FP32_LAYOUTS:
         raise ValueError(f"layout must be one of {FP32_LAYOUTS}, got {layout!r}")
     block_m = 64 if m <= 64 else 128
+    direct = layout == "dense"
     best = None
     for block_n in FP32_BLOCK_N_CANDIDATES:
         if block_n > round_up(n, FP32_SLAB_COLS):
@@ -365,7 +403,8 @@ def select_fp32_config(layout: str, m: int, n: int, num_groups: int = 1,
             best = (key, block_n)
     block_n = best[1]
     config = Fp32GemmConfig(layout=layout, n=n, num_groups=num_groups, block_m=block_m, block_n=block_n,
-                            stages=fp32_max_stages(block_m, block_n), raster_width=RASTER_WIDTH)
+                            stages=fp32_max_stages(block_m, block_n, direct), raster_width=RASTER_WIDTH,
+                            direct_epilogue=direct)
     if env.print_configs():
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config

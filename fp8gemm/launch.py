@@ -228,8 +228,9 @@ def _fp32_args(config: Fp32GemmConfig, a: torch.Tensor, sa: torch.Tensor, b: tor
                           box["sb"].swizzle)
     groups = d.shape[0]
     tmap_d = _tensor_map(d, (n, m, groups), (n, m * n), (box["d"].cols, box["d"].rows, 1), box["d"].swizzle)
-    return (tmap_a, tmap_b, tmap_sa, tmap_sb, tmap_d, ks_tensor if ks_tensor is not None else _NULL,
-            ctypes.c_int32(m), ctypes.c_int32(kb), ctypes.c_int32(int(accumulate)))
+    return (tmap_a, tmap_b, tmap_sa, tmap_sb, tmap_d, d, sb, ctypes.c_int32(get_tma_aligned_size(n, 4)),
+            ks_tensor if ks_tensor is not None else _NULL, ctypes.c_int32(m), ctypes.c_int32(kb),
+            ctypes.c_int32(int(accumulate)))
 
 
 # NOTES: bounded like fp8gemm.gemm's cache: a workload that keeps allocating new buffers refills it.

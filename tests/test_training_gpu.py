@@ -3,8 +3,9 @@ issue's k-grouped shapes (scaled down in tokens): 0-token groups, odd token coun
 a non-zero C, in place; NaN-poisoned outputs; rows/groups that must stay untouched.
 
 CUDA runs the FP32-output kernel (fp8_gemm_fp32.cuh): the only allowed difference from the CPU
-reference is the tensor cores' rounding inside a 128-wide K block and the fused promotion (FP32
-output: a relative 1e-5 of sum |terms|, loose). Also: another c with 0-token groups, a CUDA graph
+reference is the tensor cores' accumulation inside a 128-wide K block, which keeps about 14 bits
+(DeepSeek-V3 report; a bound of 1e-5 of sum |terms| failed on the H200), and the fused promotion:
+per element 2^-10 of sum |terms|. Also: another c with 0-token groups, a CUDA graph
 replayed after the counts changed on the GPU, every tile shape the kernel allows.
 """
 
@@ -27,6 +28,8 @@ pytestmark = [
 
 DIFF_VS_REFERENCE = 1e-6
 DIFF_VS_UNQUANTIZED = 1e-3
+# Per element, relative to sum over k of |a sa| |b sb| (+ |c|): 4 k-steps of ~2^-13 each, with room.
+ELEMENT_ERROR = 2.0**-10
 
 
 def _close_to_cpu(d: torch.Tensor, want: torch.Tensor, bound: torch.Tensor) -> None:
@@ -34,7 +37,7 @@ def _close_to_cpu(d: torch.Tensor, want: torch.Tensor, bound: torch.Tensor) -> N
     d = d.cpu()
     assert not d.isnan().any(), f"{int(d.isnan().sum())} outputs not written (still NaN)"
     err = (d.double() - want.double()).abs()
-    assert (err <= bound.double() * 1e-5 + want.double().abs() * 2.0**-20 + 1e-30).all()
+    assert (err <= bound.double() * ELEMENT_ERROR + want.double().abs() * 2.0**-20 + 1e-30).all()
     assert calc_diff(d, want) < DIFF_VS_REFERENCE
 
 
@@ -193,14 +196,19 @@ def test_k_grouped_replays_in_a_cuda_graph_with_new_counts() -> None:
     assert calc_diff(d[1:].cpu(), want[1:]) < DIFF_VS_REFERENCE
 
 
-@pytest.mark.parametrize(("bm", "bn"), [(64, 32), (64, 128), (128, 32), (128, 64), (128, 96), (128, 128)])
-def test_forced_tiles(bm: int, bn: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every tile shape the kernel allows, on ragged shapes (M, N, K not multiples of the tiles)."""
+@pytest.mark.parametrize(("bm", "bn", "direct", "warp"), [
+    (64, 32, True, True), (64, 128, False, True), (128, 32, False, False), (128, 64, True, True),
+    (128, 96, False, True), (128, 128, True, False), (128, 144, True, True), (128, 160, True, True),
+    (128, 160, False, True), (128, 160, False, False), (64, 160, True, False)])
+def test_forced_tiles(bm: int, bn: int, direct: bool, warp: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tile shapes and variants (epilogue from registers or through TMA; B scales by a producer
+    warp or by TMA) on ragged shapes (M, N, K not multiples of the tiles)."""
     from fp8gemm import config, launch
 
     original = launch.select_fp32_config
     monkeypatch.setattr(launch, "select_fp32_config", lambda layout, m, n, groups=1, num_sms=132:
-                        config.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn))
+                        config.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn,
+                                               direct_epilogue=direct, warp_b_scales=warp))
     m, n, k = 200, 328, 1008
     gen = torch.Generator().manual_seed(bm + bn)
     a, sa = fp8gemm.per_channel_transpose_cast_to_fp8(torch.randn(k, m, generator=gen))

@@ -2,9 +2,12 @@
 cluster with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced
 tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup,
 BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
-experts). Exits non-zero if any result is wrong.
+experts). Also the training kernel (fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd
+counts), both epilogues, both ways of loading B's scales, accumulating and not. Exits non-zero if
+any result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
+    compute-sanitizer --tool memcheck python tools/sanitize_check.py --training   # the training kernel only
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 import fp8gemm
 from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from fp8gemm import launch, reference
-from fp8gemm.config import select_config, with_tiles
+from fp8gemm.config import select_config, with_fp32_tiles, with_tiles
 
 
 def dense(m: int, n: int, k: int) -> float:
@@ -72,7 +75,48 @@ def forced_tiles() -> float:
     return worst
 
 
+def training() -> float:
+    """The FP32-output kernel on small problems, every variant: diff against the reference (0-token
+    groups must keep their NaN)."""
+    worst = 0.0
+    original = launch.select_fp32_config
+    ks = [130, 0, 257, 1]
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a, sa = fp8gemm.k_grouped_per_channel_transpose_cast_to_fp8(torch.randn(sum(ks), 136, device="cuda",
+                                                                            generator=gen), ks)
+    b, sb = fp8gemm.k_grouped_per_channel_transpose_cast_to_fp8(torch.randn(sum(ks), 200, device="cuda",
+                                                                            generator=gen), ks)
+    ks_tensor = torch.tensor(ks, dtype=torch.int32, device="cuda")
+    want = reference.k_grouped_contiguous(a, sa, b, sb, ks)
+    try:
+        # (block_m, block_n, epilogue from registers, B scales by the producer warp)
+        variants = [(128, 160, True, True), (128, 96, False, True), (64, 32, True, False),
+                    (128, 64, False, False)]
+        for block_m, block_n, direct, warp in variants:
+            def select(layout, m, n, groups=1, num_sms=132, tiles=(block_m, block_n, direct, warp)):
+                return with_fp32_tiles(original(layout, m, n, groups, num_sms), tiles[0], tiles[1],
+                                       direct_epilogue=tiles[2], warp_b_scales=tiles[3])
+            launch.select_fp32_config = select
+            d = torch.full((4, 136, 200), float("nan"), device="cuda")
+            fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor)
+            assert d[1].isnan().all(), "a 0-token group was written"
+            fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor, c=d)  # d += again
+            worst = max(worst, calc_diff(d[[0, 2, 3]], 2 * want[[0, 2, 3]]))
+            parts = [x[:, :width].contiguous() for x, width in ((a, 384), (sa, 3), (b, 384), (sb, 3))]
+            dense_d = torch.full((136, 200), float("nan"), device="cuda")
+            fp8gemm.fp8_gemm_nt((parts[0], parts[1]), (parts[2], parts[3]), dense_d)
+            worst = max(worst, calc_diff(dense_d, reference.gemm_nt_fp32(*parts)))
+    finally:
+        launch.select_fp32_config = original
+    return worst
+
+
 def main() -> int:
+    if "--training" in sys.argv[1:]:
+        worst = training()
+        torch.cuda.synchronize()
+        print(f"worst diff vs reference (training kernel): {worst:.2e}")
+        return 0 if worst < 1e-5 else 1
     # NOTES: with 8 "SMs" the heuristics pick a 2-CTA cluster with multicast for a small problem.
     fp8gemm.set_num_sms(8)
     worst = 0.0
@@ -88,6 +132,7 @@ def main() -> int:
     worst = max(worst, contiguous([100, 0, 200], 256, 512), masked([30, 0, 130], 192, 256, 512, 64))
     fp8gemm.set_num_sms(8)
     worst = max(worst, forced_tiles())
+    worst = max(worst, training())
     torch.cuda.synchronize()
     print(f"worst diff vs reference: {worst:.2e}")
     return 0 if worst < 1e-5 else 1

@@ -61,3 +61,35 @@ FP8GEMM_DEVICE void store_shared_f32x2(uint32_t addr, float x, float y) {
 }
 
 }  // namespace fp8gemm::ptx
+
+namespace fp8gemm::ptx {
+
+// Element-wise global += {x, y} (8-byte aligned), done in L2 without returning a value: one RED.64.
+// Each element is one FP32 addition rounded to nearest (PTX ISA "red": .add.f32 flushes subnormal
+// inputs and results to zero).
+FP8GEMM_DEVICE void red_add_global_f32x2(float* ptr, float x, float y) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(ptr), "f"(x), "f"(y) : "memory");
+}
+
+}  // namespace fp8gemm::ptx
+
+namespace fp8gemm::ptx {
+
+struct Float4 { float x, y, z, w; };
+
+// Four consecutive FP32 values from shared memory (16-byte aligned): one LDS.128.
+FP8GEMM_DEVICE Float4 load_shared_f32x4(uint32_t addr) {
+    Float4 v;
+    asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr));
+    return v;
+}
+
+// Read-only global load of four consecutive FP32 values (16-byte aligned): one LDG.128.
+FP8GEMM_DEVICE Float4 load_global_nc_f32x4(const float* ptr) {
+    Float4 v;
+    asm volatile("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(ptr));
+    return v;
+}
+
+}  // namespace fp8gemm::ptx

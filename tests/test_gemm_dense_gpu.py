@@ -173,3 +173,40 @@ def test_odd_k_and_n(m: int, n: int, k: int) -> None:
     x = make_dense_inputs(m, n, k, seed=m + n + k)
     out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
     _check(_run(x, out), x)
+
+
+# Decode tiles (one 64-row chain per warpgroup, BLOCK_N <= 96, or <= 128 with one math warpgroup)
+# issue the wgmma of 2 (BN > 32) or 4 (BN <= 32) K blocks before waiting for them: K block counts
+# that leave a remainder (5, 9 with a partial last block, 3, 56, 17 with a partial one), odd M, and
+# a split-K slice whose length is not a multiple of the depth.
+OVERLAPPED = [((64, 16), (1, 520, 640)), ((64, 32), (7, 1032, 1040)), ((64, 128), (33, 256, 384)),
+              ((128, 32), (65, 2112, 7168)), ((128, 96), (100, 4104, 2064))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), OVERLAPPED, ids=[f"{t[0]}x{t[1]}" for t, _ in OVERLAPPED])
+def test_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int],
+                             shape: tuple[int, int, int]) -> None:
+    _force_tiles(monkeypatch, *tiles)
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=m + n)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
+def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> None:
+    _force_tiles(monkeypatch, 64, 32, k_splits=3)   # 57 K blocks: slices of 19, 19, 19
+    x = make_dense_inputs(33, 2056, 7184, seed=5)
+    out = torch.empty((33, 2056), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
+def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1) -> None:
+    """Make the launcher use these tiles (the heuristics pick them only for some problems)."""
+    from fp8gemm import launch
+    from fp8gemm.config import select_config, with_tiles
+
+    def select(layout, m, n, k, groups=1, num_sms=132):
+        return with_tiles(select_config(layout, m, n, k, groups, num_sms), block_m, block_n, "none",
+                          k_splits=k_splits)
+
+    monkeypatch.setattr(launch, "select_config", select)

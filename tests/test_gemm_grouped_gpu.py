@@ -233,3 +233,23 @@ def test_masked_cuda_graph_replays_with_new_masked_m() -> None:
         graph.replay()
         torch.cuda.synchronize()
         _check_masked_out(out, x, counts)
+
+
+# Decode tiles issue the wgmma of 2-4 K blocks before waiting for them (see the dense test of the
+# same name): groups of 0 rows, odd counts, K block counts that leave a remainder.
+OVERLAPPED_MASKED_TILES = [(64, 32, "none"), (64, 128, "a"), (128, 64, "none")]
+
+
+@pytest.mark.parametrize(("block_m", "block_n", "multicast"), OVERLAPPED_MASKED_TILES)
+def test_masked_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int,
+                                    multicast: str) -> None:
+    _forced_tiles(monkeypatch, block_m, block_n, multicast)
+    counts = [0, 7, 65, 0, 100, 1]
+    x = make_masked_inputs(counts, 128, 512, 1168, seed=block_n)   # 10 K blocks, the last partial
+    _check_masked_out(_run_masked(x, x.masked_m, 32), x, counts)
+
+
+@pytest.mark.parametrize(("block_m", "block_n"), [(128, 32), (128, 96)])
+def test_contiguous_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int) -> None:
+    _forced_tiles(monkeypatch, block_m, block_n, "none")
+    _check_contiguous(make_contiguous_inputs([33, 0, 1, 200, 7], 520, 1424, seed=block_n))  # 12 K blocks

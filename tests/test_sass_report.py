@@ -54,3 +54,38 @@ def test_loop_finder_and_counts_on_known_sass() -> None:
     assert (s.instructions, s.chains, s.s2r, s.generic_ld_st, s.mbarrier_waits) == (10, 1, 1, 1, 1)
     # after the wait: S2R, LD, (FFMA not counted), BRA, then around the loop TRYWAIT, then QGMMA
     assert s.non_ffma_per_chain == 9 and s.non_ffma_wait_to_issue == 4
+
+
+def test_serialized_wgmma_exceed_the_budget() -> None:
+    """A wgmma wait after every QGMMA (what ptxas emits when it serializes them) is over budget."""
+    wait = "WARPGROUP.DEPBAR.LE gsb0, 0x0 ;  /* 0x0 */"
+    serialized = (_TOY_SASS
+                  .replace("/*0030*/                   QGMMA", f"/*0028*/ {wait}\n        /*0030*/ QGMMA")
+                  .replace("/*0040*/                   QGMMA", f"/*0038*/ {wait}\n        /*0040*/ QGMMA"))
+    (body,) = sass_report.main_loops(sass_report.parse_sass(serialized))
+    stats = sass_report.loop_stats(body)
+    assert stats.wgmma_waits == 3
+    rep = sass_report.KernelReport(kernel="toy", config="toy", registers=128, spill_bytes=0, loops=[stats])
+    assert any(v.startswith("wgmma_waits") for v in sass_report.budget_violations(rep))
+
+
+def test_overlapped_decode_loop_keeps_its_wgmma_in_flight() -> None:
+    """The decode tiles issue several K blocks before waiting (DEPBAR.LE gsb0, n > 0), and ptxas does
+    not serialize them: one wgmma wait per K block."""
+    from fp8gemm.config import select_config
+
+    config = select_config("dense", 64, 4096, 7168, 1)
+    assert (config.block_m, config.block_n) == (64, 32)
+    rep = sass_report.report(config)
+    (loop,) = rep.loops
+    assert loop.chains == 4 and loop.wgmma_waits == 4
+    body = sass_report.main_loops(sass_report.parse_sass(_sass_of(config)))[0]
+    assert any("WARPGROUP.DEPBAR.LE gsb0, 0x3" in t for t in body)
+
+
+def _sass_of(config) -> str:
+    from fp8gemm.codegen import kernel_name, kernel_source
+    from fp8gemm.jit import tools
+    from fp8gemm.jit.compiler import compile_cuda
+
+    return tools.sass(compile_cuda(kernel_source(config), kernel_name(config)).cubin)

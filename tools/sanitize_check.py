@@ -2,9 +2,9 @@
 cluster with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced
 tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup,
 BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
-experts). Also the training kernel (fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd
-counts), both epilogues, both ways of loading B's scales, accumulating and not. Exits non-zero if
-any result is wrong.
+experts; decode tiles whose K blocks overlap, with and without split-K). Also the training kernel
+(fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, both ways of
+loading B's scales, accumulating and not. Exits non-zero if any result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
     compute-sanitizer --tool memcheck python tools/sanitize_check.py --training   # the training kernel only
@@ -70,6 +70,14 @@ def forced_tiles() -> float:
             launch.select_config = forced(*tiles)
             worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256),
                         masked([30, 0, 130, 129], 256, 512, 256, 128))
+        # Decode tiles whose K blocks overlap (2-4 wgmma groups in flight), with K block counts that
+        # leave a remainder.
+        for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none")]:
+            launch.select_config = forced(*tiles)
+            worst = max(worst, dense(33, 512, 1168), masked([7, 0, 65, 1], 128, 512, 1168, 32))
+        launch.select_config = lambda *args, **kw: with_tiles(select_config(*args, **kw), 64, 32, "none",
+                                                              k_splits=3)
+        worst = max(worst, dense(7, 520, 1424))
     finally:
         launch.select_config = original
     return worst

@@ -43,6 +43,9 @@ BUDGETS = {
     "generic_ld_st": 0,
     "r2ur": 4,
     "mbarrier_waits": 1,                    # per chain: one full-barrier wait per K block
+    # per chain: one wgmma wait per K block; ptxas serializing the wgmma (C7514/C7517) puts one after
+    # each of a chain's 4
+    "wgmma_waits": 1,
     "spill_bytes": 0,
 }
 
@@ -61,6 +64,7 @@ class LoopStats:
     generic_ld_st: int
     r2ur: int
     mbarrier_waits: int
+    wgmma_waits: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,7 @@ def loop_stats(body: list[str]) -> LoopStats:
         generic_ld_st=sum(op.split(".")[0] in ("LD", "ST") for op in ops),
         r2ur=sum(op.startswith("R2UR") for op in ops),
         mbarrier_waits=sum("TRYWAIT" in t or "PHASECHK" in t for t in body),
+        wgmma_waits=len([op for op in ops if op.startswith("WARPGROUP.DEPBAR")]),
     )
 
 
@@ -180,6 +185,7 @@ def budget_violations(rep: KernelReport) -> list[str]:
             "generic_ld_st": (s.generic_ld_st, BUDGETS["generic_ld_st"]),
             "r2ur": (s.r2ur, BUDGETS["r2ur"]),
             "mbarrier_waits": (s.mbarrier_waits / s.chains, BUDGETS["mbarrier_waits"]),
+            "wgmma_waits": (s.wgmma_waits / s.chains, BUDGETS["wgmma_waits"]),
         }
         bad += [f"{key} {value} > {limit}" for key, (value, limit) in checks.items() if value > limit]
     return sorted(set(bad))

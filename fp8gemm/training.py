@@ -96,8 +96,8 @@ def fp8_gemm_nt_fp32(a: TensorPair, b: TensorPair, d: torch.Tensor, c: torch.Ten
     Semantics: `fp8gemm.reference.gemm_nt_fp32_reference`. CUDA tensors: the FP32-output kernel
     (fp8_gemm_fp32.cuh); a row-major ``sa``/``sb`` is converted to the TMA-aligned column-major
     layout first (a copy; pass `get_col_major_tma_aligned_tensor` output to avoid it). With ``d is c``
-    the kernel adds into ``d`` in L2 (exactly ``c + acc`` per element); another ``c`` is copied into
-    ``d`` first.
+    the kernel adds into ``d`` in L2 (``c + acc`` per element, one rounding; the reduction instruction
+    flushes FP32 subnormals to zero); another ``c`` is copied into ``d`` first.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

@@ -24,6 +24,16 @@ stream is regenerated from the same seed for each, so both see identical inputs 
 the end value compared is the mean over the last ``tail`` steps (the per-batch noise averages out,
 and it is the same noise for both).
 
+The learning rate: with Adam at 3e-3 this student-teacher task sits on a plateau (~0.0061 at
+hidden 512) until about step 100 and then escapes it, and the step at which a run escapes is
+chaotic: the two curves agree to 4 digits up to the plateau, then part by the escape's timing.
+Measured on CPU (hidden 512, inter 256, 8 experts, 1024 tokens, 200 steps), the FP8-BF16 gap at
+the end was +5.2%, -1.1% and +1.8% for seeds 0, 1, 2 (the H200 run of the issue's configuration:
++3.1%), i.e. noise of either sign, not a precision loss. At 1e-3 (the default) the same runs end
+within 0.07% (seeds 0, 1, 2: 0.07%, 0.07%, 0.06%); the issue's configuration (hidden 1024, inter 512,
+8 experts, 2048 tokens, 200 steps) on CPU ends at 0.57%, its loss leaving the plateau from about
+step 140 on (the gap was 0.1% up to step 150). ``--lr 3e-3`` shows the plateau escape.
+
 The routed (token, expert) pairs go to the padded grouped layout: sorted by expert, each expert's
 rows starting at a multiple of 128 (`fp8gemm.nn.grouped_rows`), one fixed capacity so shapes stay
 static.
@@ -48,8 +58,8 @@ class Config:
     experts: int = 4
     top_k: int = 2
     tokens: int = 256
-    steps: int = 30
-    lr: float = 3e-3
+    steps: int = 40
+    lr: float = 1e-3
     seed: int = 0
     label_noise: float = 1.0  # label-noise standard deviation / teacher output RMS
     tail: int = 10  # steps averaged for the end values
@@ -157,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inter", type=int, default=Config.inter)
     parser.add_argument("--experts", type=int, default=Config.experts)
     parser.add_argument("--tokens", type=int, default=Config.tokens)
+    parser.add_argument("--seed", type=int, default=Config.seed)
+    parser.add_argument("--lr", type=float, default=Config.lr)
     parser.add_argument("--label-noise", type=float, default=Config.label_noise,
                         help="label-noise standard deviation relative to the teacher output's RMS")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative gap allowed at the end")
     args = parser.parse_args(argv)
     cfg = Config(hidden=args.hidden, inter=args.inter, experts=args.experts, tokens=args.tokens,
-                 steps=args.steps, label_noise=args.label_noise)
+                 steps=args.steps, label_noise=args.label_noise, seed=args.seed, lr=args.lr)
     result = train(cfg, args.device)
     for step in range(0, cfg.steps, max(1, cfg.steps // 10)):
         print(f"step {step:4d}   fp8 {result['fp8'][step]:.5f}   bf16 {result['bf16'][step]:.5f}")

@@ -221,6 +221,10 @@ def _time_k_grouped(g: int, m: int, n: int, tokens: int, tiles: list[str], rows:
                              c=d)
     us = cupti_time_us(call)
     rows.append((f"k-grouped {g}x{m}x{n}x~{tokens} d is c", us, flops / us / 1e6))
+    # Stores instead of L2 reductions: how much of the time the reductions cost.
+    us = cupti_time_us(functools.partial(fp8gemm.k_grouped_fp8_gemm_nt_contiguous, (a, sa), (b, sb), d, ks,
+                                         ks_tensor))
+    rows.append((f"k-grouped {g}x{m}x{n}x~{tokens} c=None", us, flops / us / 1e6))
     original = launch.select_fp32_config
     for spec in tiles:
         launch.select_fp32_config = _forced_selector(*parse_tiles(spec))

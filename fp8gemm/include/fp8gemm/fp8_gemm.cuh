@@ -76,6 +76,7 @@ struct GemmTraits {
     static constexpr int kMathRegs = kNumMathWarpgroups == 2 ? 232 : 240;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128 || Cfg::kBlockM == 256, "64-row chains");
+    static_assert(Cfg::kStages >= kOverlapDepth, "an overlapped round holds kOverlapDepth stages at once");
     static_assert(Cfg::kBlockN % 16 == 0 && Cfg::kBlockN <= 256, "wgmma N is a multiple of 16 here");
     static_assert(kBlockK - kBoundaryStep + Cfg::kBlockN <= 2 * kBlockK, "a tile spans at most two B scale blocks");
     static_assert(Cfg::kBlockN % Cfg::kStoreSlabCols == 0, "store slabs tile the block");

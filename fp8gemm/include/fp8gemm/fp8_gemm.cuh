@@ -150,6 +150,35 @@ FP8GEMM_DEVICE void with_scale_boundary(int n_start, F&& f) {
     }
 }
 
+// The 4 wgmma (k = 32 each) of one chain's 128-deep K block into `partial`, which they overwrite.
+template <class Cfg>
+FP8GEMM_DEVICE void issue_chain(float* partial, uint64_t desc_a, uint64_t desc_b) {
+#pragma unroll
+    for (int i = 0; i < GemmTraits<Cfg>::kAccumRegs; ++i) ptx::fence_register(partial[i]);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kBlockK / 32; ++ks)
+        Cfg::Mma::run(partial, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
+                      desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
+    ptx::wgmma_commit();
+}
+
+// Promotion of a finished partial sum: FP32 accumulation across K blocks with both scales applied
+// (s<row><block>: the product of the row's A scale and the B scale of block 0 or 1). Which B scale
+// block a column takes is known at compile time: columns from kBoundary on take the second.
+template <class Cfg, int kBoundary>
+FP8GEMM_DEVICE void promote(float* acc, const float* partial, float s00, float s10, float s01, float s11) {
+    constexpr bool kTwoBlocks = kBoundary < Cfg::kBlockN;
+#pragma unroll
+    for (int j = 0; j < Cfg::kBlockN / 8; ++j) {
+        const bool second = kTwoBlocks && j * 8 >= kBoundary;
+        acc[4 * j + 0] += partial[4 * j + 0] * (second ? s01 : s00);
+        acc[4 * j + 1] += partial[4 * j + 1] * (second ? s01 : s00);
+        acc[4 * j + 2] += partial[4 * j + 2] * (second ? s11 : s10);
+        acc[4 * j + 3] += partial[4 * j + 3] * (second ? s11 : s10);
+    }
+}
+
 // Byte offset of (row, 16-byte chunk) of a chain's staged 64 x kBlockN BF16 tile: slabs of
 // kStoreSlabCols columns, each row-major and swizzled exactly as the TMA store's tensor map reads it
 // (16-byte chunk bits [4, 4+b) XOR row-group bits [7, 7+b)), which also keeps stmatrix conflict-free.
@@ -346,16 +375,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 p.a0 = ptx::load_shared_f32(sa_row);
                 p.a1 = ptx::load_shared_f32(sa_row + 8 * 4);
                 p.stage = stage;
-                const uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
-                const uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
-#pragma unroll
-                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
-                ptx::wgmma_fence();
-#pragma unroll
-                for (int ks = 0; ks < kBlockK / 32; ++ks)
-                    Cfg::Mma::run(part, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
-                                  desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
-                ptx::wgmma_commit();
+                issue_chain<Cfg>(part, desc_a0 + ((stage * L::kABytes) >> 4), desc_b0 + ((stage * L::kBBytes) >> 4));
                 if (++stage == kStages) stage = 0, phase ^= 1;
             };
             // After its wgmma are complete: releases the K block's stage and promotes `part`.
@@ -367,15 +387,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(empty + 8 * p.stage, lane);
                     else ptx::mbarrier_arrive(empty + 8 * p.stage);
                 }
-                const float s00 = p.a0 * p.b0, s10 = p.a1 * p.b0, s01 = p.a0 * p.b1, s11 = p.a1 * p.b1;
-#pragma unroll
-                for (int j = 0; j < BN / 8; ++j) {
-                    const bool second = kTwoBlocks && j * 8 >= kBoundary;
-                    acc[0][4 * j + 0] += part[4 * j + 0] * (second ? s01 : s00);
-                    acc[0][4 * j + 1] += part[4 * j + 1] * (second ? s01 : s00);
-                    acc[0][4 * j + 2] += part[4 * j + 2] * (second ? s11 : s10);
-                    acc[0][4 * j + 3] += part[4 * j + 3] * (second ? s11 : s10);
-                }
+                promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
             };
             int kb = k_begin;
             for (; kb + kDepth <= k_end; kb += kDepth) {
@@ -426,16 +438,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     const uint32_t sa_row = a_scales(stage) + (chain_row<Cfg>(warpgroup, c) + row_in_chain) * 4;
                     const float scale_a0 = ptx::load_shared_f32(sa_row);
                     const float scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
-                    const uint64_t desc_a = desc_a0 + ((stage * L::kABytes + c * T::kNumMathWarpgroups * 64 * kBlockK) >> 4);
-                    const uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
-#pragma unroll
-                    for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(partial[i]);
-                    ptx::wgmma_fence();
-#pragma unroll
-                    for (int ks = 0; ks < kBlockK / 32; ++ks)
-                        Cfg::Mma::run(partial, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
-                                      desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
-                    ptx::wgmma_commit();
+                    issue_chain<Cfg>(partial,
+                                     desc_a0 + ((stage * L::kABytes + c * T::kNumMathWarpgroups * 64 * kBlockK) >> 4),
+                                     desc_b0 + ((stage * L::kBBytes) >> 4));
                     const float s00 = scale_a0 * scale_b0, s10 = scale_a1 * scale_b0;
                     const float s01 = scale_a0 * scale_b1, s11 = scale_a1 * scale_b1;
                     ptx::wgmma_wait<0>();
@@ -450,16 +455,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                             else ptx::mbarrier_arrive(empty + 8 * stage);
                         }
                     }
-                    // Promotion: FP32 accumulation across K blocks, both scales applied; which B
-                    // scale block a column takes is known at compile time.
-#pragma unroll
-                    for (int j = 0; j < BN / 8; ++j) {
-                        const bool second = kTwoBlocks && j * 8 >= kBoundary;
-                        acc[c][4 * j + 0] += partial[4 * j + 0] * (second ? s01 : s00);
-                        acc[c][4 * j + 1] += partial[4 * j + 1] * (second ? s01 : s00);
-                        acc[c][4 * j + 2] += partial[4 * j + 2] * (second ? s11 : s10);
-                        acc[c][4 * j + 3] += partial[4 * j + 3] * (second ? s11 : s10);
-                    }
+                    promote<Cfg, kBoundary>(acc[c], partial, s00, s10, s01, s11);
                 }
                 if (++stage == kStages) stage = 0, phase ^= 1;
             }

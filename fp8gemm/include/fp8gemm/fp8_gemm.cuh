@@ -96,24 +96,17 @@ struct GemmTraits {
                   "split-K is for dense GEMMs without multicast");
 };
 
-// The value of lane 0: the same in every lane, and known to ptxas to be, so that values and branches
-// derived from it can live in uniform registers.
-template <typename V>
-FP8GEMM_DEVICE V warp_uniform(V value) {
-    return static_cast<V>(__shfl_sync(0xffffffff, static_cast<int>(value), 0));
-}
-
 FP8GEMM_DEVICE void make_warp_uniform(Tile& t) {
-    t.group = warp_uniform(t.group);
-    t.m_block = warp_uniform(t.m_block);
-    t.n_block = warp_uniform(t.n_block);
-    t.row = warp_uniform(t.row);
-    t.local_row = warp_uniform(t.local_row);
-    t.row_limit = warp_uniform(t.row_limit);
-    t.k_split = warp_uniform(t.k_split);
-    t.k_block = warp_uniform(t.k_block);
-    t.num_k_blocks = warp_uniform(t.num_k_blocks);
-    t.multicast = warp_uniform(t.multicast);
+    t.group = ptx::warp_uniform(t.group);
+    t.m_block = ptx::warp_uniform(t.m_block);
+    t.n_block = ptx::warp_uniform(t.n_block);
+    t.row = ptx::warp_uniform(t.row);
+    t.local_row = ptx::warp_uniform(t.local_row);
+    t.row_limit = ptx::warp_uniform(t.row_limit);
+    t.k_split = ptx::warp_uniform(t.k_split);
+    t.k_block = ptx::warp_uniform(t.k_block);
+    t.num_k_blocks = ptx::warp_uniform(t.num_k_blocks);
+    t.multicast = ptx::warp_uniform(t.multicast);
 }
 
 // First row of chain `chain` of math warpgroup `warpgroup` inside the tile.
@@ -255,7 +248,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
 
     // NOTES: made warp-uniform (shfl) so that descriptors and addresses built from it stay in
     // uniform registers (no R2UR per K block).
-    const int warpgroup = warp_uniform(static_cast<int>(threadIdx.x / 128));
+    const int warpgroup = ptx::warp_uniform(static_cast<int>(threadIdx.x / 128));
     const uint32_t lane = ptx::lane_id();
     const uint32_t cta_rank = Cfg::kClusterSize > 1 ? ptx::cluster_cta_rank() : 0;
 
@@ -414,9 +407,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             const BScales scales = b_scales_of(tile);
             const int k_begin = T::kSplitK ? tile.k_block : 0;
             const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
-            // The ring position is the same in every thread (see warp_uniform).
-            stage = warp_uniform(stage);
-            phase = warp_uniform(phase);
+            // The ring position is the same in every thread (see ptx::warp_uniform).
+            stage = ptx::warp_uniform(stage);
+            phase = ptx::warp_uniform(phase);
             if constexpr (T::kOverlapDepth > 1) {
                 run_overlapped(scales, k_begin, k_end, boundary, first_b0, first_b1);
                 return;
@@ -537,7 +530,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         TileScheduler<Cfg> scheduler(grouped, rows);
         float first_b0 = 0.0f, first_b1 = 0.0f;
         auto fetch_tile = [&](Tile& t) {
-            if (!warp_uniform(scheduler.next(t))) return false;
+            if (!ptx::warp_uniform(scheduler.next(t))) return false;
             make_warp_uniform(t);
             const BScales scales = b_scales_of(t);
             const int k_begin = T::kSplitK ? t.k_block : 0;

@@ -117,9 +117,6 @@ struct Traits {
     static_assert(Cfg::kLayout == Layout::kKGrouped || Cfg::kNumGroups == 1, "dense: one group");
 };
 
-// The value of lane 0, known to ptxas to be the same in every lane (uniform registers).
-FP8GEMM_DEVICE int warp_uniform(int value) { return __shfl_sync(0xffffffff, value, 0); }
-
 struct Tile {
     int group;         // output group (0 for dense)
     int m_block;
@@ -129,11 +126,11 @@ struct Tile {
 };
 
 FP8GEMM_DEVICE void make_warp_uniform(Tile& t) {
-    t.group = warp_uniform(t.group);
-    t.m_block = warp_uniform(t.m_block);
-    t.n_block = warp_uniform(t.n_block);
-    t.k_block = warp_uniform(t.k_block);
-    t.num_k_blocks = warp_uniform(t.num_k_blocks);
+    t.group = ptx::warp_uniform(t.group);
+    t.m_block = ptx::warp_uniform(t.m_block);
+    t.n_block = ptx::warp_uniform(t.n_block);
+    t.k_block = ptx::warp_uniform(t.k_block);
+    t.num_k_blocks = ptx::warp_uniform(t.num_k_blocks);
 }
 
 // Every CTA walks the same tile order with stride gridDim.x: group by group (a group's tiles are
@@ -216,7 +213,7 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
     auto a_scales = [&](int s) { return smem + L::kSAOffset + s * L::kSABytes; };
     auto b_scales = [&](int s) { return smem + L::kSBOffset + s * L::kSBBytes; };
 
-    const int warpgroup = warp_uniform(static_cast<int>(threadIdx.x / 128));
+    const int warpgroup = ptx::warp_uniform(static_cast<int>(threadIdx.x / 128));
     const uint32_t lane = ptx::lane_id();
 
     if (threadIdx.x == T::kNumMathThreads) {
@@ -304,10 +301,10 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
             // NOTES: broadcast, so that the loop's control flow, ring position and descriptors stay
             // uniform (the k-grouped scheduler branches on counts it reads from global memory).
             const bool more = scheduler.next(tile);
-            if (!warp_uniform(more)) break;
+            if (!ptx::warp_uniform(more)) break;
             make_warp_uniform(tile);
-            stage = warp_uniform(stage);
-            phase = warp_uniform(phase);
+            stage = ptx::warp_uniform(stage);
+            phase = ptx::warp_uniform(phase);
 #pragma unroll
             for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
 

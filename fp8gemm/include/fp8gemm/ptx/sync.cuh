@@ -21,6 +21,13 @@ FP8GEMM_DEVICE void setmaxnreg_inc() {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" :: "n"(kRegisters));
 }
 
+// The value of lane 0: the same in every lane, and known to ptxas to be, so that values and branches
+// derived from it can live in uniform registers.
+template <typename V>
+FP8GEMM_DEVICE V warp_uniform(V value) {
+    return static_cast<V>(__shfl_sync(0xffffffff, static_cast<int>(value), 0));
+}
+
 FP8GEMM_DEVICE uint32_t lane_id() {
     uint32_t lane;
     asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));

@@ -59,8 +59,29 @@ def spans_at_most_two_scale_blocks(block_n: int) -> bool:
     return BLOCK_K - math.gcd(block_n, BLOCK_K) + block_n <= 2 * BLOCK_K
 
 
+class _Geometry:
+    """What follows from a config's tiles, the same for both kernels (the launch and the grid)."""
+
+    block_m: int
+    block_n: int
+    n: int
+
+    @property
+    def num_math_warpgroups(self) -> int:
+        # 64-row tiles: one; 128 and 256 rows: two (each runs one or two 64-row chains)
+        return 1 if self.block_m == 64 else 2
+
+    @property
+    def num_threads(self) -> int:
+        return 128 * (self.num_math_warpgroups + 1)
+
+    @property
+    def num_n_blocks(self) -> int:
+        return math.ceil(self.n / self.block_n)
+
+
 @dataclass(frozen=True)
-class GemmConfig:
+class GemmConfig(_Geometry):
     """One compiled kernel variant. Everything but M is a compile-time constant."""
 
     layout: str            # "dense" | "contiguous" | "masked"
@@ -80,21 +101,8 @@ class GemmConfig:
         return 1 if self.multicast == "none" else 2
 
     @property
-    def num_math_warpgroups(self) -> int:
-        # 64-row tiles: one; 128 and 256 rows: two (each runs one or two 64-row chains)
-        return 1 if self.block_m == 64 else 2
-
-    @property
-    def num_threads(self) -> int:
-        return 128 * (self.num_math_warpgroups + 1)
-
-    @property
     def smem_bytes(self) -> int:
         return smem_bytes(self.block_m, self.block_n, self.stages)
-
-    @property
-    def num_n_blocks(self) -> int:
-        return math.ceil(self.n / self.block_n)
 
     def __str__(self) -> str:
         return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
@@ -318,7 +326,7 @@ def fp32_max_stages(block_m: int, block_n: int, direct_epilogue: bool = True, wa
 
 
 @dataclass(frozen=True)
-class Fp32GemmConfig:
+class Fp32GemmConfig(_Geometry):
     """One compiled variant of the FP32-output (training) kernel."""
 
     layout: str            # "dense" | "k_grouped"
@@ -344,21 +352,9 @@ class Fp32GemmConfig:
         return 1
 
     @property
-    def num_math_warpgroups(self) -> int:
-        return 1 if self.block_m == 64 else 2
-
-    @property
-    def num_threads(self) -> int:
-        return 128 * (self.num_math_warpgroups + 1)
-
-    @property
     def smem_bytes(self) -> int:
         return fp32_smem_bytes(self.block_m, self.block_n, self.stages, self.direct_epilogue,
                                self.warp_b_scales)
-
-    @property
-    def num_n_blocks(self) -> int:
-        return math.ceil(self.n / self.block_n)
 
     def __str__(self) -> str:
         return (f"fp32 {self.layout} n={self.n} g={self.num_groups}: BM={self.block_m} BN={self.block_n} "

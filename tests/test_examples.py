@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-_PATH = Path(__file__).resolve().parents[1] / "examples" / "moe_block.py"
+from repo_scripts import load
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("moe_block", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["moe_block"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load("examples/moe_block.py")
 
 
 def test_contiguous_layout_is_128_aligned() -> None:

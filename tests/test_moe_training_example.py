@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-_PATH = Path(__file__).resolve().parents[1] / "examples" / "moe_training.py"
+from repo_scripts import load
 
 
 def _example():
-    spec = importlib.util.spec_from_file_location("moe_training", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["moe_training"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load("examples/moe_training.py")
 
 
 def test_fp8_loss_tracks_bf16_on_cpu() -> None:

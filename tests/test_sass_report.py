@@ -4,19 +4,12 @@ generic load, an S2R, descriptors through R2UR, more non-FFMA work per chain) fa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from repo_scripts import load
 
 from fp8gemm.jit.tools import find_tool
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "sass_report.py"
-_spec = importlib.util.spec_from_file_location("sass_report", _PATH)
-sass_report = importlib.util.module_from_spec(_spec)
-sys.modules["sass_report"] = sass_report
-_spec.loader.exec_module(sass_report)
+sass_report = load("tools/sass_report.py")
 
 pytestmark = pytest.mark.skipif(find_tool("cuobjdump") is None, reason="cuobjdump (dev extra) not installed")
 

@@ -5,11 +5,8 @@ block, one barrier wait, no S2R, no generic loads). Plus the heuristics' invaria
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from repo_scripts import load
 
 from fp8gemm.codegen import fp32_kernel_name, fp32_kernel_source, fp32_tma_boxes
 from fp8gemm.config import (
@@ -22,11 +19,7 @@ from fp8gemm.config import (
 )
 from fp8gemm.jit.tools import find_tool
 
-_PATH = Path(__file__).resolve().parents[1] / "tools" / "sass_report.py"
-_spec = importlib.util.spec_from_file_location("sass_report", _PATH)
-sass_report = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("sass_report", sass_report)
-_spec.loader.exec_module(sass_report)
+sass_report = load("tools/sass_report.py")
 
 # The issue's shapes: dense (m, n) of 4096x7168x16384 and the reference's other dense wgrad shapes;
 # k-grouped (groups, m, n).

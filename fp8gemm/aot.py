@@ -79,7 +79,7 @@ class PrecompileResult:
     kernel: object | None = None  # fp8gemm.jit CompiledKernel
     error: str | None = None
     cached: bool = False  # found in the cache: nothing was compiled for it this time
-    kind: str = "gemm"  # "gemm", "reduce" (split-K's second kernel) or "cast" (activation quantization)
+    kind: str = "gemm"  # "gemm", "extra" (another kernel a plan lists) or "cast" (activation quantization)
 
     @property
     def resources(self) -> object | None:
@@ -145,18 +145,12 @@ def plan_kernels(plan: object) -> list[tuple[str, str]]:
     """``(source, kernel name)`` of every kernel a launch of ``plan`` runs.
 
     A plan that lists them (a ``kernels`` attribute) is taken at its word; otherwise it is the GEMM
-    kernel, plus the split-K reduction kernel when the config splits K.
+    kernel alone (split-K sums its slices inside the kernel).
     """
     listed = getattr(plan, "kernels", None)
     if listed is not None:
         return [tuple(pair) for pair in listed]
-    kernels = [(plan.source, plan.kernel_name)]
-    k_splits = getattr(plan.config, "k_splits", 1)
-    if k_splits > 1:
-        from fp8gemm import codegen
-
-        kernels.append((codegen.reduce_kernel_source(k_splits), codegen.reduce_kernel_name(k_splits)))
-    return kernels
+    return [(plan.source, plan.kernel_name)]
 
 
 def cast_kernels() -> list[tuple[str, str, str]]:
@@ -321,7 +315,7 @@ def precompile(
                 gemm = name == plan.kernel_name
                 kernels[key] = PrecompileResult(
                     name, str(plan.config) if gemm else f"second kernel of {plan.kernel_name}",
-                    kind="gemm" if gemm else "reduce")
+                    kind="gemm" if gemm else "extra")
             kernels[key].shapes.append(str(request))
     if cast:
         for source, name, what in cast_kernels():

@@ -32,21 +32,29 @@ BLOCK_M_CANDIDATES = (64, 128, 256)
 # NOTES: small tiles (decode shapes) are bound by the latency of loads, so they get as many
 # stages as shared memory holds: more bytes in flight per SM.
 MAX_STAGES = 32
-MAX_K_SPLITS = 8
+# NOTES: split-K slices are the CTAs of one cluster. Two at most: the GPCs do not hold 132 / 3 or
+# 132 / 4 clusters of 3-4 CTAs at once, and a second wave of clusters doubles the time (H200, CUPTI,
+# 64x2112x7168: 33 clusters of 4 x 64x64 17.1 us, 66 of 2 x 64x32 8.5 us; 64x4096x7168: 32 of 4
+# x 64x128 23.1 us). Where 3-4 slices fit, they were no faster than 2 (tools/decode_sweep.py).
+MAX_K_SPLITS = 2
+# NOTES: past 128 rows, splitting was not measured; the model alone would split many mid-M shapes
+# (M = 192-4096 with N <= 4096) into 3-stage 128x128-192 tiles, the kind it misjudged at M = 128.
+MAX_SPLIT_K_ROWS = 128
 RASTER_WIDTH = 16
 
 
-def smem_bytes(block_m: int, block_n: int, stages: int) -> int:
-    """Dynamic shared memory of one CTA, exactly as smem_layout.cuh lays it out."""
-    store = round_up(block_m * block_n * 2, 1024)
+def smem_bytes(block_m: int, block_n: int, stages: int, k_splits: int = 1) -> int:
+    """Dynamic shared memory of one CTA, exactly as smem_layout.cuh lays it out (split-K: the
+    staging space holds FP32 sums, and two more barriers)."""
+    store = round_up(block_m * block_n * (4 if k_splits > 1 else 2), 1024)
     per_stage = block_m * BLOCK_K + block_n * BLOCK_K + round_up(block_m * 4, 128)
-    barriers = 2 * stages * 8
+    barriers = 2 * stages * 8 + (2 * 8 if k_splits > 1 else 0)
     return store + stages * per_stage + barriers + _ALIGN_SLACK
 
 
-def max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT) -> int:
+def max_stages(block_m: int, block_n: int, limit: int = SMEM_LIMIT, k_splits: int = 1) -> int:
     stages = 0
-    while stages < MAX_STAGES and smem_bytes(block_m, block_n, stages + 1) <= limit:
+    while stages < MAX_STAGES and smem_bytes(block_m, block_n, stages + 1, k_splits) <= limit:
         stages += 1
     return stages
 
@@ -94,15 +102,17 @@ class GemmConfig(_Geometry):
     multicast: str         # "none" | "a" (tile pairs share rows) | "b" (tile pairs share columns)
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
-    k_splits: int = 1      # split-K slices (dense only; a second kernel sums them)
+    k_splits: int = 1      # split-K slices (dense only): the CTAs of one cluster, summed inside it
 
     @property
     def cluster_size(self) -> int:
+        if self.k_splits > 1:
+            return self.k_splits
         return 1 if self.multicast == "none" else 2
 
     @property
     def smem_bytes(self) -> int:
-        return smem_bytes(self.block_m, self.block_n, self.stages)
+        return smem_bytes(self.block_m, self.block_n, self.stages, self.k_splits)
 
     def __str__(self) -> str:
         return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
@@ -116,7 +126,7 @@ def with_tiles(config: GemmConfig, block_m: int, block_n: int, multicast: str, *
     """`config` with other tiles (for tools and tests that force a variant): the fields that follow
     from the tiles (stages: as many as fit, unless given; the store slab) are derived again."""
     return dataclasses.replace(config, block_m=block_m, block_n=block_n, multicast=multicast,
-                               stages=stages or max_stages(block_m, block_n),
+                               stages=stages or max_stages(block_m, block_n, k_splits=k_splits),
                                store_slab_cols=_store_slab_cols(block_n),
                                raster_width=raster_width or config.raster_width, k_splits=k_splits)
 
@@ -157,14 +167,17 @@ def _k_block_us(block_m: int, block_n: int) -> float:
     return max(compute, load)
 
 
-def _split_k_overhead_us(m: int, n: int, k_splits: int) -> float:
-    """The second kernel of split-K: its launch, plus writing and summing the FP32 slices.
+def _split_k_overhead_us(k_splits: int) -> float:
+    """What splitting K into a cluster's CTAs costs beyond its K blocks: the other slices' FP32
+    sums handed to rank 0 through shared memory (one barrier round trip per tile), and the stages
+    that the FP32 staging space takes from the load ring.
 
-    NOTES: measured on the H200: 64x4096x7168 with 4 slices of 64x128 tiles 15.5 us against
-    11.7 us unsplit with 64x32 tiles; the workspace and second launch cost ~5 us."""
-    if k_splits == 1:
-        return 0.0
-    return 5.0 + m * n * (8 * k_splits + 2) / 3e6
+    NOTES: fitted on the H200 (tools/decode_sweep.py: 148 tile/split candidates over the 12 dense
+    M = 64 / 128 shapes of shapes.json, CUPTI): with 3 us the model picks each shape's fastest
+    candidate or one within 1% of it (2.5 us: 3% off on average, 4 us: 4%). Splitting pays where
+    one slice of tiles would re-read A across many narrow N tiles: 64x2112x7168 11.2 -> 8.5 us
+    (64x16 -> 64x32 in 2 slices), 128x7168x16384 52.0 -> 37.5 us (128x128)."""
+    return 3.0 if k_splits > 1 else 0.0
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
@@ -213,11 +226,12 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     num_k_blocks = math.ceil(k / BLOCK_K)
-    # NOTES: split-K only for dense GEMMs, where few output tiles would leave SMs idle; every
-    # slice keeps at least 4 K blocks so that its pipeline fills, and no slice is empty (a slice
-    # with no K block would wait for a stage that is never loaded).
+    # NOTES: split-K only for dense decode GEMMs (M <= MAX_SPLIT_K_ROWS, where it was measured),
+    # where few output tiles would leave SMs idle; every slice keeps at least 4 K blocks so that
+    # its pipeline fills, and no slice is empty (a slice with no K block would wait for a stage
+    # that is never loaded).
     split_options = [1]
-    if layout == "dense":
+    if layout == "dense" and m <= MAX_SPLIT_K_ROWS:
         split_options += [s for s in range(2, MAX_K_SPLITS + 1)
                           if math.ceil(num_k_blocks / s) >= 4 and k_split_sizes(num_k_blocks, s)[-1] > 0]
     best = None
@@ -243,14 +257,19 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
             # wins 2 (by 6% and 21%), 144 none; 192 spills in the producer.
             if layout == "masked" and block_n > 128:
                 continue
-            if max_stages(block_m, block_n) < 3:
-                continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)
             for k_splits in split_options:
-                waves = math.ceil(tiles * k_splits / num_sms)
+                # Split-K only where the slices of every tile run in one wave: past that it
+                # trades a wave's tail for the sums' handoff and fewer stages, unmeasured.
+                if k_splits > 1 and tiles * k_splits > num_sms:
+                    continue
+                if max_stages(block_m, block_n, k_splits=k_splits) < 3:
+                    continue
+                # Clusters of k_splits CTAs run side by side, num_sms // k_splits at a time.
+                waves = math.ceil(tiles / (num_sms // k_splits))
                 cost = (waves * math.ceil(num_k_blocks / k_splits) * _k_block_us(block_m, block_n)
-                        + _split_k_overhead_us(m, n, k_splits))
+                        + _split_k_overhead_us(k_splits))
                 key = (cost, k_splits, -block_m, -block_n)
                 if best is None or key < best[0]:
                     best = (key, block_m, block_n, tiles, k_splits)
@@ -260,7 +279,8 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     rows = m * num_groups if layout == "masked" else m
     multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits, num_sms)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
-                        stages=max_stages(block_m, block_n), multicast=multicast, raster_width=RASTER_WIDTH,
+                        stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
+                        raster_width=RASTER_WIDTH,
                         store_slab_cols=_store_slab_cols(block_n), k_splits=k_splits)
     if env.print_configs():
         print(f"fp8gemm config m={m}: {config}", flush=True)

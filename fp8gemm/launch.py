@@ -24,14 +24,11 @@ from .codegen import (
     fp32_tma_boxes,
     kernel_name,
     kernel_source,
-    reduce_kernel_name,
-    reduce_kernel_source,
     tma_boxes,
 )
 from .config import Fp32GemmConfig, GemmConfig, fp32_grid_size, grid_size, select_config, select_fp32_config
 from .device import get_num_sms
 from .layout import get_tma_aligned_size
-from .utils import ceil_div
 
 Prepared = Callable[[], None]
 
@@ -77,13 +74,6 @@ def kernel_for(config: GemmConfig, flags: tuple[str, ...] = ()) -> jit.Kernel:
     return kernel
 
 
-def _reduce_kernel(k_splits: int) -> jit.Kernel:
-    kernel = _kernels.get(k_splits)
-    if kernel is None:
-        kernel = _kernels[k_splits] = jit.build(reduce_kernel_source(k_splits), reduce_kernel_name(k_splits))
-    return kernel
-
-
 def _tensor_map(t: torch.Tensor, dims: tuple[int, ...], strides: tuple[int, ...], box: tuple[int, ...],
                 swizzle: int) -> jit.TensorMap:
     tmap = jit.make_tensor_map(t, box, swizzle_bytes=swizzle, dims=dims, strides=strides)
@@ -96,7 +86,7 @@ _NULL = ctypes.c_uint64(0)
 
 def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
                  sa: torch.Tensor, b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor,
-                 grouped: torch.Tensor | None, rows: int, workspace: torch.Tensor | None) -> tuple:
+                 grouped: torch.Tensor | None, rows: int) -> tuple:
     """The GEMM kernel's arguments, in its parameter order (the one place that knows that order)."""
     k = a2d.shape[1]
     box = tma_boxes(config)
@@ -106,34 +96,7 @@ def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int]
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (box["d"].cols, box["d"].rows),
                          box["d"].swizzle)
     return (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
-            workspace if workspace is not None else _NULL, ctypes.c_int32(rows))
-
-
-class _SplitK:
-    """A split-K call: the GEMM into an FP32 workspace (one plane per K slice), then the reduction.
-
-    The workspace comes from torch's caching allocator on every call (under CUDA-graph capture, from
-    the graph's pool), so the GEMM's arguments are packed per call.
-    """
-
-    __slots__ = ("args", "kernel", "dims", "reduce", "reduce_dims", "shape", "elements")
-
-    def __init__(self, config: GemmConfig, args: tuple, kernel: jit.Kernel, grid: int, rows: int,
-                 num_sms: int):
-        self.args = args
-        self.kernel = kernel
-        self.dims = (grid, config.num_threads, config.smem_bytes, config.cluster_size)
-        self.shape = (config.k_splits, rows, config.n)
-        self.elements = rows * config.n
-        self.reduce = _reduce_kernel(config.k_splits)
-        self.reduce_dims = (max(1, min(ceil_div(self.elements, 4 * 256), 8 * num_sms)), 256, 0)
-
-    def __call__(self) -> None:
-        out = self.args[6]
-        workspace = torch.empty(self.shape, dtype=torch.float32, device=out.device)
-        grid, block, smem, cluster = self.dims
-        self.kernel.launch(grid, block, smem, (*self.args[:7], workspace, self.args[8]), cluster=cluster)
-        self.reduce.launch(*self.reduce_dims, (workspace, out, ctypes.c_int64(self.elements)))
+            ctypes.c_int32(rows))
 
 
 def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
@@ -143,9 +106,7 @@ def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa
     """A callable that launches `config` on these tensors (see `_run` for the arguments)."""
     kernel = kernel_for(config, flags)
     grid = grid_size(config, grid_rows, num_sms)
-    args = _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows, None)
-    if config.k_splits > 1:
-        return _SplitK(config, args, kernel, grid, rows, num_sms)
+    args = _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows)
     return kernel.prepare(grid, config.num_threads, config.smem_bytes, args, cluster=config.cluster_size)
 
 

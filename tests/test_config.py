@@ -13,6 +13,8 @@ from fp8gemm.codegen import kernel_name, kernel_source
 from fp8gemm.config import (
     BLOCK_K,
     MAX_BLOCK_N,
+    MAX_K_SPLITS,
+    MAX_SPLIT_K_ROWS,
     SMEM_LIMIT,
     GemmConfig,
     grid_size,
@@ -40,7 +42,7 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
     c = select_config(layout, m, n, k, groups, num_sms)
     assert isinstance(c, GemmConfig)
     assert c.smem_bytes <= SMEM_LIMIT and c.stages >= 3
-    assert c.stages == max_stages(c.block_m, c.block_n)
+    assert c.stages == max_stages(c.block_m, c.block_n, k_splits=c.k_splits)
     assert c.block_m in (64, 128, 256) and c.block_n % 16 == 0 and c.block_n <= MAX_BLOCK_N[c.block_m]
     # Grouped tiles take their expert from their first row: no taller than the group alignment.
     assert layout == "dense" or c.block_m <= 128
@@ -50,9 +52,12 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
     # Multicast of A pairs tiles along N: the N-block count must be even.
     if c.multicast == "a":
         assert c.num_n_blocks % 2 == 0
-    # Split-K: dense only, no multicast, every slice keeps >= 4 K blocks and none is empty.
+    # Split-K: dense decode only, no multicast, one wave of clusters (a cluster per tile, a CTA per
+    # slice), every slice keeps >= 4 K blocks and none is empty.
     if c.k_splits > 1:
-        assert layout == "dense" and c.multicast == "none"
+        assert layout == "dense" and c.multicast == "none" and m <= MAX_SPLIT_K_ROWS
+        assert c.cluster_size == c.k_splits <= MAX_K_SPLITS
+        assert math.ceil(m / c.block_m) * c.num_n_blocks * c.k_splits <= num_sms
         assert math.ceil(math.ceil(k / BLOCK_K) / c.k_splits) >= 4
         assert min(k_split_sizes(math.ceil(k / BLOCK_K), c.k_splits)) > 0
     grid = grid_size(c, m if layout != "masked" else m * groups, num_sms)
@@ -63,6 +68,8 @@ def test_smem_arithmetic_matches_the_layout() -> None:
     # store tile + stages x (A + B + A scales) + barriers + alignment slack; the kernel static_asserts it.
     assert smem_bytes(128, 128, 5) == 128 * 128 * 2 + 5 * (128 * 128 + 128 * 128 + 512) + 80 + 1024
     assert smem_bytes(64, 16, 1) == 2048 + (64 * 128 + 16 * 128 + 256) + 16 + 1024
+    # Split-K: the staging space holds a slice's FP32 sums, and two more barriers.
+    assert smem_bytes(64, 32, 2, k_splits=2) == 64 * 32 * 4 + 2 * (64 * 128 + 32 * 128 + 256) + 32 + 16 + 1024
 
 
 def test_scale_block_crossing() -> None:

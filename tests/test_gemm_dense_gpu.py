@@ -200,6 +200,37 @@ def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> No
     _check(_run(x, out), x)
 
 
+# Split-K inside a cluster (rank 0 sums the other slices' FP32 sums out of their shared memory): odd M
+# (1, 7, 33, 65, 100), slices of unequal length (the last one shorter), partial K and N blocks, 2-4
+# slices, one- and two-warpgroup tiles, overlapped and plain main loops.
+SPLIT = [((64, 32, 2), (1, 2112, 7168)), ((64, 64, 2), (7, 520, 1424)), ((64, 16, 4), (33, 264, 3008)),
+         ((128, 32, 2), (65, 2112, 7168)), ((128, 128, 2), (100, 384, 1040)),
+         ((128, 48, 3), (100, 200, 3008))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), SPLIT, ids=[f"{t[0]}x{t[1]}x{t[2]}" for t, _ in SPLIT])
+def test_split_k_in_a_cluster(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, int],
+                              shape: tuple[int, int, int]) -> None:
+    _force_tiles(monkeypatch, *tiles)
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=m + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    first = _run(x, out).clone()
+    _check(first, x)
+    assert torch.equal(_run(x, out), first), "the slices are summed in a fixed order: same bits every run"
+
+
+def test_split_k_clusters_take_several_tiles_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 8 SMs, 4 clusters of 2 walk 18 tiles: the sums' handoff repeats, phase after phase."""
+    import fp8gemm
+
+    _force_tiles(monkeypatch, 64, 32, k_splits=2)
+    monkeypatch.setattr(fp8gemm.device, "_num_sms_override", 8)
+    x = make_dense_inputs(130, 200, 1424, seed=11)
+    out = torch.empty((130, 200), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
 def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1) -> None:
     """Make the launcher use these tiles (the heuristics pick them only for some problems)."""
     from fp8gemm import launch

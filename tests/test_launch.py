@@ -32,7 +32,6 @@ def log(monkeypatch: pytest.MonkeyPatch) -> list:
     records: list = []
     kernel = FakeKernel(records)
     monkeypatch.setattr(launch, "kernel_for", lambda config, flags=(): kernel)
-    monkeypatch.setattr(launch, "_reduce_kernel", lambda k_splits: kernel)
     monkeypatch.setattr(launch, "_tensor_map", lambda t, dims, strides, box, swizzle: ("map", dims, box))
     monkeypatch.setattr(launch, "get_num_sms", lambda: 132)
     monkeypatch.setattr(device, "_num_sms_override", None)
@@ -67,8 +66,8 @@ def test_dense_arguments_and_dimensions(log: list, monkeypatch: pytest.MonkeyPat
     assert args[2] == ("map", (M, K // 128), (config.block_m, 1))
     assert args[3] == ("map", (N, M), (config.store_slab_cols, 64))
     assert args[4] is sb and args[6] is out
-    assert args[5].value == 0 and args[7].value == 0  # no m_indices / masked_m, no workspace
-    assert args[8].value == M
+    assert args[5].value == 0  # no m_indices / masked_m
+    assert len(args) == 8 and args[7].value == M
 
 
 def test_multicast_halves_the_shared_operand_box(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +87,7 @@ def test_each_call_prepares_launches_once_and_returns_it(log: list, monkeypatch:
     assert [r[0] for r in log] == ["prepare", "call", "call"]
     # Fewer rows in the same buffers (a view): the maps' sizes follow.
     launch.gemm_dense(a[:32], sa[:32], b, sb, out[:32])
-    assert [r[0] for r in log[3:]] == ["prepare", "call"] and log[3][4][8].value == 32
+    assert [r[0] for r in log[3:]] == ["prepare", "call"] and log[3][4][7].value == 32
 
 
 def test_swapped_config_selector_is_used(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,15 +99,16 @@ def test_swapped_config_selector_is_used(log: list, monkeypatch: pytest.MonkeyPa
     assert log[2][0] == "prepare" and log[2][3] == config.smem_bytes
 
 
-def test_split_k_runs_the_gemm_then_the_reduction(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_k_is_one_launch_with_a_cluster_per_tile(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split-K sums its slices inside the kernel: one prepared launch, no workspace, and the slices of a
+    tile are the CTAs of one cluster."""
     config = _force(monkeypatch, k_splits=2, multicast="none")
     a, sa, b, sb, out = _dense()
     launch.gemm_dense(a, sa, b, sb, out)
-    (kind, grid, block, smem, args, cluster), reduce = log
-    assert kind == "launch" and grid == grid_size(config, M, 132) and block == config.num_threads
-    workspace = args[7]
-    assert workspace.shape == (2, M, N) and workspace.dtype == torch.float32
-    assert reduce[4][0] is workspace and reduce[4][1] is out and reduce[4][2].value == M * N
+    (kind, grid, block, smem, args, cluster), call = log
+    assert kind == "prepare" and call[0] == "call"
+    assert cluster == config.cluster_size == 2 and grid % 2 == 0 and grid == grid_size(config, M, 132)
+    assert smem == config.smem_bytes and len(args) == 8 and args[6] is out
 
 
 def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,5 +127,5 @@ def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatc
     half = 2 if config.multicast == "a" else 1
     assert args[0] == ("map", (k, g * max_m), (BLOCK_K, config.block_m // half))
     assert args[2] == ("map", (max_m, g * (k // 128)), (config.block_m, 1))
-    assert args[5] is masked_m and args[8].value == max_m
+    assert args[5] is masked_m and args[7].value == max_m
     assert log[0][1] == grid_size(config, g * max_m, 132)

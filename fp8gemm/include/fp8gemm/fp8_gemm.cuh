@@ -9,7 +9,8 @@
 // partial sum, which the warpgroup then promotes into FP32 registers times sa * sb while the
 // other warpgroup's wgmma keep the tensor cores busy. The BF16 result goes out through shared
 // memory and a TMA store (or, for rows a grouped layout must leave untouched, row-predicated
-// vector stores); with split-K, FP32 partial planes go to a workspace.
+// vector stores). With split-K, the CTAs of a cluster compute one tile's slices of K and rank 0
+// adds the others' FP32 sums through distributed shared memory before it stores.
 //
 // The math loop reads like the SASS it should become (see tools/sass_report.py):
 //   wait full[s] -> read A scales (LDS) -> issue 4 wgmma -> form the scale products -> wgmma wait
@@ -50,7 +51,12 @@ struct GemmTraits {
     static constexpr int kNumMathThreads = kNumMathWarpgroups * 128;
     static constexpr int kNumThreads = kNumMathThreads + 128;
     static constexpr int kNumKBlocks = ceil_div(Cfg::kShapeK, kBlockK);
+    // NOTES: split-K slices are the CTAs of one cluster (rank = slice); rank 0 sums the others'
+    // FP32 sums out of their shared memory and stores the tile: one kernel, no workspace.
     static constexpr bool kSplitK = Cfg::kKSplits > 1;
+    // CTAs whose loads land in this CTA's stages, and so must hear that a stage is free: the
+    // multicast pair, or this CTA alone.
+    static constexpr int kLoadPeers = Cfg::kMulticastA || Cfg::kMulticastB ? 2 : 1;
     static constexpr int kNumScaleRowsB = ceil_div(Cfg::kShapeN, kBlockK);   // rows of sb per group
     static constexpr int kAccumRegs = Cfg::kBlockN / 2;
     // NOTES: narrow one-chain tiles (the decode shapes) issue the wgmma of several K blocks back
@@ -80,8 +86,9 @@ struct GemmTraits {
     static_assert(Cfg::kBlockN % 16 == 0 && Cfg::kBlockN <= 256, "wgmma N is a multiple of 16 here");
     static_assert(kBlockK - kBoundaryStep + Cfg::kBlockN <= 2 * kBlockK, "a tile spans at most two B scale blocks");
     static_assert(Cfg::kBlockN % Cfg::kStoreSlabCols == 0, "store slabs tile the block");
-    static_assert(Cfg::kClusterSize == 1 || Cfg::kClusterSize == 2, "clusters of 1 or 2 CTAs");
-    static_assert((Cfg::kClusterSize == 2) == (Cfg::kMulticastA || Cfg::kMulticastB), "cluster iff multicast");
+    static_assert(Cfg::kClusterSize == (kSplitK ? Cfg::kKSplits : kLoadPeers),
+                  "a cluster is a multicast pair or the slices of a split-K tile");
+    static_assert(Cfg::kKSplits <= 8, "portable cluster size");
     static_assert(!(Cfg::kMulticastA && Cfg::kMulticastB), "multicast one operand");
     static_assert(!Cfg::kMulticastA || ceil_div(Cfg::kShapeN, Cfg::kBlockN) % 2 == 0,
                   "multicast of A pairs N blocks");
@@ -92,7 +99,7 @@ struct GemmTraits {
     static_assert(Cfg::kBoxRowsSA == Cfg::kBlockM, "A-scale box: the tile's rows");
     static_assert(Cfg::kBoxColsD == Cfg::kStoreSlabCols && Cfg::kSwizzleD == Cfg::kStoreSlabCols * 2,
                   "D box: one staging slab, swizzled like staged_offset");
-    static_assert(Cfg::kKSplits == 1 || (Cfg::kLayout == GemmLayout::kDense && Cfg::kClusterSize == 1),
+    static_assert(Cfg::kKSplits == 1 || (Cfg::kLayout == GemmLayout::kDense && kLoadPeers == 1),
                   "split-K is for dense GEMMs without multicast");
 };
 
@@ -212,25 +219,10 @@ FP8GEMM_DEVICE void store_rows_predicated(uint32_t staging, uint16_t* d, int row
     }
 }
 
-// Math warpgroup, split-K: writes its FP32 accumulators (rows `row` and `row + 8`) to a
-// row-major [rows, kShapeN] plane, inside the matrix only.
-template <class Cfg>
-FP8GEMM_DEVICE void store_partial_fp32(const float* acc, float* plane, int row, int n_start, int rows, int lane) {
-#pragma unroll
-    for (int j = 0; j < Cfg::kBlockN / 8; ++j) {
-        const int col = n_start + j * 8 + (lane % 4) * 2;
-        if (col >= Cfg::kShapeN) continue;
-        if (row < rows) ptx::store_global_f32x2(plane + static_cast<int64_t>(row) * Cfg::kShapeN + col,
-                                                acc[4 * j + 0], acc[4 * j + 1]);
-        if (row + 8 < rows) ptx::store_global_f32x2(plane + static_cast<int64_t>(row + 8) * Cfg::kShapeN + col,
-                                                    acc[4 * j + 2], acc[4 * j + 3]);
-    }
-}
-
 template <class Cfg>
 FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tmap_b, const TensorMap& tmap_sa,
                                     const TensorMap& tmap_d, const float* sb, const int* grouped, uint16_t* d,
-                                    float* workspace, int rows) {
+                                    int rows) {
     using T = GemmTraits<Cfg>;
     using L = SmemLayout<Cfg>;
     constexpr int BM = Cfg::kBlockM, BN = Cfg::kBlockN, kStages = Cfg::kStages;
@@ -242,6 +234,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
     const uint32_t smem = (smem_addr(smem_raw) + kAlignSlack - 1) & ~uint32_t(kAlignSlack - 1);
     const uint32_t full = smem + L::kBarrierOffset;            // full[s] = full + 8 s
     const uint32_t empty = full + kStages * 8;                 // empty[s] = empty + 8 s
+    const uint32_t sums_ready = empty + kStages * 8;           // split-K only (see sum_k_slices)
+    const uint32_t sums_free = sums_ready + 8;
     auto a_tile = [&](int s) { return smem + L::kAOffset + s * L::kABytes; };
     auto b_tile = [&](int s) { return smem + L::kBOffset + s * L::kBBytes; };
     auto a_scales = [&](int s) { return smem + L::kSAOffset + s * L::kSABytes; };
@@ -261,7 +255,11 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             ptx::mbarrier_init(full + 8 * s, 1);
             // Every math warp of every CTA that reads this stage's data releases it: with multicast
             // the peer CTA writes into our stage too, so it must wait for our consumers as well.
-            ptx::mbarrier_init(empty + 8 * s, Cfg::kClusterSize * T::kNumMathWarpgroups * 4);
+            ptx::mbarrier_init(empty + 8 * s, T::kLoadPeers * T::kNumMathWarpgroups * 4);
+        }
+        if (T::kSplitK) {
+            ptx::mbarrier_init(sums_ready, (Cfg::kKSplits - 1) * T::kNumMathThreads);
+            ptx::mbarrier_init(sums_free, T::kNumMathThreads);
         }
         ptx::fence_mbarrier_init();
     }
@@ -281,9 +279,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
                 const int sa_col = Cfg::kLayout == GemmLayout::kMasked ? tile.group * T::kNumKBlocks : 0;
-                const int k_begin = T::kSplitK ? tile.k_block : 0;
-                const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
-                for (int kb = k_begin; kb < k_end; ++kb) {
+                auto load_k_block = [&](int kb) {
                     const uint32_t full_bar = full + 8 * stage;
                     ptx::mbarrier_wait(empty + 8 * stage, phase ^ 1);
                     ptx::mbarrier_arrive_expect_tx(full_bar, L::kStageTxBytes);
@@ -310,6 +306,14 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     }
                     ptx::tma_load_2d(a_scales(stage), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
                     if (++stage == kStages) stage = 0, phase ^= 1;
+                };
+                if constexpr (T::kSplitK) {
+                    // NOTES: not unrolled: a slice's short trip count, bounded at compile time, was
+                    // unrolled whole and spilled the producer's 40 registers (252 B, 4 slices).
+#pragma unroll 1
+                    for (int kb = tile.k_block; kb < tile.k_block + tile.num_k_blocks; ++kb) load_k_block(kb);
+                } else {
+                    for (int kb = 0; kb < T::kNumKBlocks; ++kb) load_k_block(kb);
                 }
             }
         }
@@ -376,8 +380,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
 #pragma unroll
                 for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
                 __syncwarp();
-                if (lane < Cfg::kClusterSize) {
-                    if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(empty + 8 * p.stage, lane);
+                if (lane < T::kLoadPeers) {
+                    if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * p.stage, lane);
                     else ptx::mbarrier_arrive(empty + 8 * p.stage);
                 }
                 promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
@@ -443,8 +447,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                         // NOTES: the stage goes back the moment its last wgmma is complete (the A
                         // scales were read before): the load ring is the tight resource.
                         __syncwarp();
-                        if (lane < Cfg::kClusterSize) {
-                            if (Cfg::kClusterSize > 1) ptx::mbarrier_arrive_cluster(empty + 8 * stage, lane);
+                        if (lane < T::kLoadPeers) {
+                            if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * stage, lane);
                             else ptx::mbarrier_arrive(empty + 8 * stage);
                         }
                     }
@@ -454,20 +458,60 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             }
         };
 
+        // Split-K: the slices of a tile are the CTAs of one cluster. Every other slice writes its
+        // FP32 sums into its own shared memory, in register order (each thread 16 B at a time, side
+        // by side: conflict-free), and rank 0's thread of the same index reads its twin's values over
+        // the cluster and adds them, in rank order (the same sum on every run). Returns whether this
+        // CTA stores the tile (rank 0 only).
+        // NOTES: one barrier round trip per tile (sums_ready to rank 0, sums_free back), against
+        // the workspace and second reduction kernel it replaces (~5 us per call on the H200).
+        uint32_t sums_phase = 0;
+        auto sum_k_slices = [&]() {
+            constexpr int kVecsPerChain = T::kAccumRegs / 4;
+            auto sums_at = [&](int c, int v) {
+                return smem + ((c * kVecsPerChain + v) * T::kNumMathThreads + threadIdx.x) * 16;
+            };
+            if (cta_rank != 0) {
+                ptx::mbarrier_wait_cluster(sums_free, sums_phase ^ 1);   // rank 0 read the last tile's
+#pragma unroll
+                for (int c = 0; c < T::kChains; ++c)
+#pragma unroll
+                    for (int v = 0; v < kVecsPerChain; ++v)
+                        ptx::store_shared_f32x4(sums_at(c, v), ptx::Float4{acc[c][4 * v], acc[c][4 * v + 1],
+                                                                           acc[c][4 * v + 2], acc[c][4 * v + 3]});
+                ptx::mbarrier_arrive_release_cluster(sums_ready, 0);
+                sums_phase ^= 1;
+                return false;
+            }
+            ptx::mbarrier_wait_cluster(sums_ready, sums_phase);
+            // NOTES: one peer at a time: all of them in flight at once spilled (252 B, 4 slices).
+#pragma unroll 1
+            for (uint32_t peer = 1; peer < Cfg::kKSplits; ++peer) {
+#pragma unroll
+                for (int c = 0; c < T::kChains; ++c)
+#pragma unroll
+                    for (int v = 0; v < kVecsPerChain; ++v) {
+                        const ptx::Float4 x = ptx::load_cluster_f32x4(sums_at(c, v), peer);
+                        acc[c][4 * v] += x.x;
+                        acc[c][4 * v + 1] += x.y;
+                        acc[c][4 * v + 2] += x.z;
+                        acc[c][4 * v + 3] += x.w;
+                    }
+            }
+#pragma unroll
+            for (uint32_t peer = 1; peer < Cfg::kKSplits; ++peer) ptx::mbarrier_arrive_release_cluster(sums_free, peer);
+            sums_phase ^= 1;
+            return true;
+        };
+
         // The finished tile leaves: BF16 through shared memory and TMA stores (or row-predicated
-        // stores), or, with split-K, FP32 to its workspace plane.
+        // stores).
         // NOTES: all of a warpgroup's chains are staged between one pair of named barriers (one
         // pair per chain before), and one thread then issues all of their TMA stores.
         auto store_tile = [&](const Tile& tile, const int* last_row_group) {
             const int n_start = tile.n_block * BN;
             if constexpr (T::kSplitK) {
-                // A second kernel sums the planes in order (deterministic) and rounds to BF16.
-                float* plane = workspace + static_cast<int64_t>(tile.k_split) * rows * Cfg::kShapeN;
-#pragma unroll
-                for (int c = 0; c < T::kChains; ++c)
-                    store_partial_fp32<Cfg>(acc[c], plane, tile.row + chain_row<Cfg>(warpgroup, c) + row_in_chain,
-                                            n_start, rows, lane);
-                return;
+                if (!sum_k_slices()) return;
             }
             auto staging = [&](int c) { return smem + chain_row<Cfg>(warpgroup, c) * BN * 2; };
             // The previous tile's TMA stores must have finished reading the staging slabs.

@@ -3,7 +3,8 @@
 // Every CTA walks the same global tile order with stride = number of CTAs, so the producer and
 // the math warpgroups of a CTA (each running its own copy of the scheduler) see the same tiles.
 // With a 2-CTA cluster, tile 2p goes to rank 0 and tile 2p+1 to rank 1: the order is built so
-// that these two tiles share their A rows (multicast A) or their B rows (multicast B).
+// that these two tiles share their A rows (multicast A) or their B rows (multicast B). With
+// split-K the cluster's CTAs all walk the same tiles, CTA rank r computing slice r of K.
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 #include <fp8gemm/ptx/memory.cuh>
@@ -32,8 +33,8 @@ struct TileScheduler {
     // ~132 tiles in flight at any moment cover a compact rectangle and share A and B in L2.
     static constexpr bool kFastN = !Cfg::kMulticastB;
     static constexpr int kNumKBlocks = ceil_div(Cfg::kShapeK, 128);
-    // NOTES: split-K (dense decode shapes) cuts K into kKSplits slices, each a unit of work of its
-    // own, so that a few output tiles still spread over every SM.
+    // NOTES: split-K (dense decode shapes) cuts K into kKSplits slices, one per CTA of a cluster,
+    // so that a few output tiles still spread over every SM.
     static constexpr int kKBlocksPerSplit = ceil_div(kNumKBlocks, Cfg::kKSplits);
 
     const int* grouped;      // m_indices (contiguous) or masked_m (masked); unused for dense
@@ -41,14 +42,20 @@ struct TileScheduler {
     int num_m_blocks;        // dense / contiguous: blocks along the whole of M
     int next_index;          // this CTA's next tile index in the global order
     int stride;
+    int k_split = 0;         // split-K: this CTA's slice of every tile
 
     // Masked layout: the group being walked and where its tiles start in the global order.
     int group = 0, group_first_tile = 0, group_m_blocks = 0, group_rows = 0;
 
     FP8GEMM_DEVICE TileScheduler(const int* grouped_, int rows_) : grouped(grouped_), rows(rows_) {
-        const int cluster = Cfg::kClusterSize;
-        next_index = (blockIdx.x / cluster) * cluster + blockIdx.x % cluster;
-        stride = gridDim.x;
+        if (Cfg::kKSplits > 1) {
+            next_index = blockIdx.x / Cfg::kKSplits;
+            stride = gridDim.x / Cfg::kKSplits;
+            k_split = blockIdx.x % Cfg::kKSplits;   // the CTA's rank in its cluster
+        } else {
+            next_index = blockIdx.x;
+            stride = gridDim.x;
+        }
         num_m_blocks = ceil_div(rows, Cfg::kBlockM);
         // NOTES: multicast of B pairs tiles along M; an odd block count gets one empty block that
         // computes zeros and stores nothing, rather than leaving a CTA without its partner.
@@ -115,12 +122,11 @@ struct TileScheduler {
                 return true;
             }
             const int num_tiles = num_m_blocks * kNumNBlocks;
-            if (t >= num_tiles * Cfg::kKSplits) return false;
-            // The split is the slowest index: the tiles of one slice run side by side.
-            tile.k_split = t / num_tiles;
-            tile.k_block = tile.k_split * kKBlocksPerSplit;
+            if (t >= num_tiles) return false;
+            tile.k_split = k_split;
+            tile.k_block = k_split * kKBlocksPerSplit;
             tile.num_k_blocks = min_of(kKBlocksPerSplit, kNumKBlocks - tile.k_block);
-            rasterize(t - tile.k_split * num_tiles, num_m_blocks, tile.m_block, tile.n_block);
+            rasterize(t, num_m_blocks, tile.m_block, tile.n_block);
             tile.row = tile.local_row = tile.m_block * Cfg::kBlockM;
             tile.row_limit = rows;
             tile.group = 0;

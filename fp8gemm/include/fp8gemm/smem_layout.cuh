@@ -13,8 +13,11 @@ constexpr int round_up(int x, int to) { return (x + to - 1) / to * to; }
 template <class Cfg>
 struct SmemLayout {
     // BF16 output tile staged for the TMA store: per math warpgroup 64 rows, cut into slabs of
-    // kStoreSlabCols columns whose rows are swizzled like the store's tensor map.
-    static constexpr int kStoreBytes = round_up(Cfg::kBlockM * Cfg::kBlockN * 2, 1024);
+    // kStoreSlabCols columns whose rows are swizzled like the store's tensor map. With split-K the
+    // same space holds the FP32 sums that a slice other than the cluster's rank 0 hands over (those
+    // slices never stage a BF16 tile; rank 0, which does, hands over nothing).
+    static constexpr bool kSplitK = Cfg::kKSplits > 1;
+    static constexpr int kStoreBytes = round_up(Cfg::kBlockM * Cfg::kBlockN * (kSplitK ? 4 : 2), 1024);
     static constexpr int kABytes = Cfg::kBlockM * kBlockK;       // FP8 A tile of one stage
     static constexpr int kBBytes = Cfg::kBlockN * kBlockK;       // FP8 B tile of one stage
     static constexpr int kSABytes = round_up(Cfg::kBlockM * 4, 128);  // FP32 A scales of one stage
@@ -23,7 +26,9 @@ struct SmemLayout {
     static constexpr int kBOffset = kAOffset + Cfg::kStages * kABytes;
     static constexpr int kSAOffset = kBOffset + Cfg::kStages * kBBytes;
     static constexpr int kBarrierOffset = kSAOffset + Cfg::kStages * kSABytes;
-    static constexpr int kBytes = kBarrierOffset + 2 * Cfg::kStages * 8;
+    // full[kStages], empty[kStages]; split-K adds sums_ready (rank 0: the other slices' sums are in
+    // their shared memory) and sums_free (the other slices: rank 0 has read them).
+    static constexpr int kBytes = kBarrierOffset + 2 * Cfg::kStages * 8 + (kSplitK ? 2 * 8 : 0);
     static constexpr int kDynamicBytes = kBytes + kAlignSlack;
 
     // Bytes landing in one CTA's stage per k-block: the full A and B tiles (half of one of them

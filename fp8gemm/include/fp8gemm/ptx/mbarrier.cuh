@@ -32,6 +32,26 @@ FP8GEMM_DEVICE void mbarrier_arrive_cluster(uint32_t bar, uint32_t cta_rank) {
                  :: "r"(bar), "r"(cta_rank) : "memory");
 }
 
+// Arrival on the barrier at the same offset in CTA `cta_rank` that releases this thread's earlier
+// memory operations (its shared-memory writes, its reads of peers' shared memory) to whoever
+// acquires the completed phase anywhere in the cluster (mbarrier_wait_cluster).
+FP8GEMM_DEVICE void mbarrier_arrive_release_cluster(uint32_t bar, uint32_t cta_rank) {
+    asm volatile("{ .reg .b32 remote;\n"
+                 "mapa.shared::cluster.u32 remote, %0, %1;\n"
+                 "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote]; }"
+                 :: "r"(bar), "r"(cta_rank) : "memory");
+}
+
+// Spins until the phase with the given parity has completed, then acquires at cluster scope what
+// the arrivals released (mbarrier_arrive_release_cluster).
+FP8GEMM_DEVICE void mbarrier_wait_cluster(uint32_t bar, uint32_t parity) {
+    asm volatile("{ .reg .pred done;\n"
+                 "WAIT_%=:\n"
+                 "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WAIT_%=; }"
+                 :: "r"(bar), "r"(parity) : "memory");
+}
+
 // Spins until the phase with the given parity has completed.
 FP8GEMM_DEVICE void mbarrier_wait(uint32_t bar, uint32_t parity) {
     asm volatile("{ .reg .pred done;\n"

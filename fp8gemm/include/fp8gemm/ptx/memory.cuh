@@ -84,6 +84,23 @@ FP8GEMM_DEVICE Float4 load_shared_f32x4(uint32_t addr) {
     return v;
 }
 
+// Four consecutive FP32 values to shared memory (16-byte aligned): one STS.128.
+FP8GEMM_DEVICE void store_shared_f32x4(uint32_t addr, const Float4& v) {
+    asm volatile("st.shared.v4.f32 [%0], {%1, %2, %3, %4};" :: "r"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+}
+
+// Four consecutive FP32 values (16-byte aligned) from the shared memory of CTA `cta_rank` of the
+// cluster, at the offset `addr` has in this CTA (distributed shared memory).
+FP8GEMM_DEVICE Float4 load_cluster_f32x4(uint32_t addr, uint32_t cta_rank) {
+    Float4 v;
+    asm volatile("{ .reg .b32 remote;\n"
+                 "mapa.shared::cluster.u32 remote, %4, %5;\n"
+                 "ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [remote]; }"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(addr), "r"(cta_rank) : "memory");
+    return v;
+}
+
 // Read-only global load of four consecutive FP32 values (16-byte aligned): one LDG.128.
 FP8GEMM_DEVICE Float4 load_global_nc_f32x4(const float* ptr) {
     Float4 v;

@@ -1,0 +1,109 @@
+"""Sweep tiles and split-K slices over the small-M dense shapes in one device call: correctness
+against the reference and CUPTI kernel time (L2 flushed) of every candidate, next to the reference
+time of ../shared/reference_h200.json. For tuning the decode heuristics (config.select_config).
+
+    PYTHONPATH=. python tools/decode_sweep.py [--m 64 128] [--out DIR]
+
+Candidates per shape: every (BLOCK_M, BLOCK_N) the kernel supports for the shape, unsplit, and
+split into 2-4 slices where the split tiles fit in one wave of clusters; the heuristics' pick is
+marked with '*'. The table printed last has each shape's best candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.testing import make_dense_inputs  # noqa: E402
+from benchmarks.timing import cupti_time_us  # noqa: E402
+from fp8gemm import launch, reference  # noqa: E402
+from fp8gemm.config import MAX_BLOCK_N, MAX_K_SPLITS, max_stages, select_config, with_tiles  # noqa: E402
+from fp8gemm.layout import get_tma_aligned_size  # noqa: E402
+from fp8gemm.reference import calc_diff  # noqa: E402
+
+REF = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_h200.json"
+NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
+BLOCK_N = (16, 32, 48, 64, 96, 128, 160)
+
+
+def candidates(m: int, n: int, k: int, num_sms: int) -> list[tuple[int, int, int]]:
+    out = []
+    num_k_blocks = math.ceil(k / 128)
+    for bm in (64, 128):
+        if bm > 64 and m <= 64:
+            continue
+        for bn in BLOCK_N:
+            if bn > MAX_BLOCK_N[bm] or (bm, bn) == (128, 64):
+                continue
+            tiles = math.ceil(m / bm) * math.ceil(n / bn)
+            for ks in range(1, MAX_K_SPLITS + 1):
+                if ks > 1 and (tiles > num_sms // ks or math.ceil(num_k_blocks / ks) < 4):
+                    continue
+                if ks == 1 and tiles > 3 * num_sms:
+                    continue
+                if max_stages(bm, bn, k_splits=ks) < 3:
+                    continue
+                out.append((bm, bn, ks))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--m", type=int, nargs="*", default=[64, 128])
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    ref_times = {(r["m"], r["n"], r["k"]): r["reference_us"] for r in json.loads(REF.read_text())["dense"]}
+    rows, best = [], []
+    for m in args.m:
+        for n, k in NK:
+            x = make_dense_inputs(m, n, k)
+            want = reference.gemm_nt(x.a, x.sa, x.b, x.sb)
+            out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
+            pick = select_config("dense", m, n, k, 1, num_sms)
+            results = []
+            for bm, bn, ks in candidates(m, n, k, num_sms):
+                cfg = with_tiles(pick, bm, bn, "none", k_splits=ks)
+                try:
+                    run = launch._prepare(cfg, x.a, (m, x.sa_tma.shape[1]), get_tma_aligned_size(m, 4),
+                                          x.sa_tma, x.b, x.sb, out, None, m, m, num_sms)
+                    out.fill_(float("nan"))
+                    run()
+                    torch.cuda.synchronize()
+                    diff = calc_diff(out, want)
+                    us = cupti_time_us(run, iters=30)
+                except Exception as e:  # noqa: BLE001 - a failing candidate is reported, the sweep goes on
+                    print(f"{m}x{n}x{k} {bm}x{bn} ks={ks}: ERROR {type(e).__name__}: {str(e)[:200]}",
+                          flush=True)
+                    continue
+                mark = "*" if (bm, bn, ks) == (pick.block_m, pick.block_n, pick.k_splits) else " "
+                ok = diff < 1e-5
+                row = dict(m=m, n=n, k=k, bm=bm, bn=bn, ks=ks, us=us, diff=diff, pick=mark == "*")
+                rows.append(row)
+                results.append(row)
+                print(f"{m:4d}x{n:5d}x{k:5d} {mark}{bm:3d}x{bn:<3d} ks={ks} {us:7.2f} us diff={diff:.1e}"
+                      f"{'' if ok else '  WRONG'}", flush=True)
+            good = [r for r in results if r["diff"] < 1e-5]
+            b = min(good, key=lambda r: r["us"])
+            picked = next((r for r in results if r["pick"]), None)
+            best.append((m, n, k, b, picked, ref_times.get((m, n, k))))
+    print("\n==== best per shape (us; ref = reference_h200.json)")
+    for m, n, k, b, picked, ref in best:
+        pk = f"{picked['us']:6.2f} ({picked['bm']}x{picked['bn']} ks{picked['ks']})" if picked else "-"
+        best_at = f"{b['us']:6.2f} ({b['bm']}x{b['bn']} ks{b['ks']})"
+        print(f"{m:4d}x{n:5d}x{k:5d} best {best_at}  pick {pk}  ref {ref}")
+    wrong = [r for r in rows if not r["diff"] < 1e-5]
+    print(f"{len(rows)} candidates, {len(wrong)} wrong")
+    if args.out:
+        Path(args.out, "decode_sweep.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -136,7 +136,7 @@ def fp32_tma_boxes(config: Fp32GemmConfig) -> dict[str, TmaBox]:
 def fp32_kernel_name(config: Fp32GemmConfig) -> str:
     return (f"fp8gemm_fp32_{config.layout}_n{config.n}_g{config.num_groups}_bm{config.block_m}"
             f"_bn{config.block_n}_s{config.stages}_r{config.raster_width}"
-            f"_{'direct' if config.direct_epilogue else 'tma'}{'_wsb' if config.warp_b_scales else ''}")
+            f"_{'direct' if config.direct_epilogue else 'tma'}")
 
 
 def fp32_kernel_source(config: Fp32GemmConfig) -> str:
@@ -158,7 +158,6 @@ struct Config {{
     static constexpr int kRasterWidth = {config.raster_width};
     static constexpr bool kDirectEpilogue = {"true" if config.direct_epilogue else "false"};
     static constexpr bool kEarlyProducts = {"true" if config.early_products else "false"};
-    static constexpr bool kWarpLoadsBScales = {"true" if config.warp_b_scales else "false"};
     static constexpr int kSmemBytes = {config.smem_bytes};
     static constexpr int kBoxRowsA = {boxes["a"].rows};    // TMA boxes the launcher encodes
     static constexpr int kBoxRowsB = {boxes["b"].rows};

@@ -319,28 +319,29 @@ FP32_MAX_EARLY_PRODUCTS_N = 128
 _FP32_N_EFFICIENCY = {32: 0.6, 64: 0.75, 96: 0.8, 128: 0.94, 160: 0.98}
 
 
-def fp32_b_scale_bytes(block_n: int, warp_b_scales: bool) -> int:
-    """One stage's B scales: the row as TMA copies it, or regrouped per lane by the producer warp
-    (fp8_gemm_fp32.cuh SbLayout: 4 runs of block_n / 4, padded to a stride of 4 mod 8 floats)."""
-    run = block_n // 4
-    stride = run + 4 if run % 8 == 0 else run
-    return round_up(4 * stride * 4 if warp_b_scales else block_n * 4, 128)
+# NOTES: the FP32 kernel's budget of dynamic shared memory. On sm_90 a kernel that uses shared memory
+# carries 1 KB of static shared memory besides its own (the block's reserved area: cuobjdump
+# -res-usage shows SHARED:1024 for this kernel, which declares none, and for an empty kernel with
+# only an extern array; the ptxas of some CUDA versions prints it as "1024 bytes smem"). The JIT
+# runtime adds the static size to the dynamic one and refuses a launch past the device's opt-in
+# maximum (jit/runtime.py, _raise_smem_limit), as it did on the H200 for a 231712-B variant.
+# The stages get what is left; tests/test_training_kernel.py checks the compiled kernels' static size.
+FP32_STATIC_SMEM = 1024
 
 
-def fp32_smem_bytes(block_m: int, block_n: int, stages: int, direct_epilogue: bool = True,
-                    warp_b_scales: bool = False) -> int:
-    """Dynamic shared memory of the FP32-output kernel, as fp8_gemm_fp32.cuh (Smem) lays it out."""
+def fp32_smem_bytes(block_m: int, block_n: int, stages: int, direct_epilogue: bool = True) -> int:
+    """Dynamic shared memory of the FP32-output kernel, as fp8_gemm_fp32.cuh (Smem) lays it out (its
+    1024-B alignment slack included; the static FP32_STATIC_SMEM not)."""
     store = 0 if direct_epilogue else block_m * block_n * 4
-    per_stage = ((block_m + block_n) * BLOCK_K + round_up(block_m * 4, 128)
-                 + fp32_b_scale_bytes(block_n, warp_b_scales))
+    per_stage = ((block_m + block_n) * BLOCK_K + round_up(block_m * 4, 128) + round_up(block_n * 4, 128))
     return store + stages * per_stage + 2 * stages * 8 + _ALIGN_SLACK
 
 
-def fp32_max_stages(block_m: int, block_n: int, direct_epilogue: bool = True, warp_b_scales: bool = False,
-                    limit: int = SMEM_LIMIT) -> int:
+def fp32_max_stages(block_m: int, block_n: int, direct_epilogue: bool = True, limit: int = SMEM_LIMIT) -> int:
+    """As many stages as fit in `limit`, a device's shared memory per block (static included)."""
     stages = 0
     while (stages < MAX_STAGES
-           and fp32_smem_bytes(block_m, block_n, stages + 1, direct_epilogue, warp_b_scales) <= limit):
+           and fp32_smem_bytes(block_m, block_n, stages + 1, direct_epilogue) + FP32_STATIC_SMEM <= limit):
         stages += 1
     return stages
 
@@ -357,10 +358,6 @@ class Fp32GemmConfig(_Geometry):
     stages: int
     raster_width: int
     direct_epilogue: bool = True   # FP32 out straight from registers (else through smem and TMA)
-    # NOTES: a producer warp loads B's scales regrouped per lane, so that the math warps read them
-    # with half the LDS (10 LDS.128 instead of 20 LDS.64 per K block at BN 160): compiled and
-    # checked on CPU (no spills, SASS), not yet run on the H200, hence off by default.
-    warp_b_scales: bool = False
 
     @property
     def early_products(self) -> bool:
@@ -373,23 +370,26 @@ class Fp32GemmConfig(_Geometry):
 
     @property
     def smem_bytes(self) -> int:
-        return fp32_smem_bytes(self.block_m, self.block_n, self.stages, self.direct_epilogue,
-                               self.warp_b_scales)
+        return fp32_smem_bytes(self.block_m, self.block_n, self.stages, self.direct_epilogue)
 
     def __str__(self) -> str:
         return (f"fp32 {self.layout} n={self.n} g={self.num_groups}: BM={self.block_m} BN={self.block_n} "
                 f"stages={self.stages} epilogue={'direct' if self.direct_epilogue else 'tma'} "
-                f"b_scales={'warp' if self.warp_b_scales else 'tma'} smem={self.smem_bytes}")
+                f"smem={self.smem_bytes}")
 
 
 def with_fp32_tiles(config: Fp32GemmConfig, block_m: int, block_n: int, *, stages: int | None = None,
-                    direct_epilogue: bool | None = None, warp_b_scales: bool | None = None) -> Fp32GemmConfig:
-    """`config` with other tiles or variants (tools and tests that force one); stages: as many as fit."""
+                    direct_epilogue: bool | None = None) -> Fp32GemmConfig:
+    """`config` with other tiles or variants (tools and tests that force one); stages: as many as fit.
+
+    Raises ValueError when the stages given do not fit in shared memory (static included)."""
     direct = config.direct_epilogue if direct_epilogue is None else direct_epilogue
-    warp = config.warp_b_scales if warp_b_scales is None else warp_b_scales
+    most = fp32_max_stages(block_m, block_n, direct)
+    if stages and not 1 <= stages <= most:
+        raise ValueError(f"stages: {block_m}x{block_n} tiles fit 1 to {most} stages in shared memory, "
+                         f"got {stages}")
     return dataclasses.replace(config, block_m=block_m, block_n=block_n, direct_epilogue=direct,
-                               warp_b_scales=warp,
-                               stages=stages or fp32_max_stages(block_m, block_n, direct, warp))
+                               stages=stages or most)
 
 
 @lru_cache(maxsize=1024)

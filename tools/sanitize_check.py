@@ -3,8 +3,8 @@ cluster with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three 
 tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup,
 BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
 experts; decode tiles whose K blocks overlap, with and without split-K). Also the training kernel
-(fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, both ways of
-loading B's scales, accumulating and not. Exits non-zero if any result is wrong.
+(fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, 64- and
+128-row tiles 32 to 160 wide, accumulating and not. Exits non-zero if any result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
     compute-sanitizer --tool memcheck python tools/sanitize_check.py --training   # the training kernel only
@@ -97,13 +97,12 @@ def training() -> float:
     ks_tensor = torch.tensor(ks, dtype=torch.int32, device="cuda")
     want = reference.k_grouped_contiguous(a, sa, b, sb, ks)
     try:
-        # (block_m, block_n, epilogue from registers, B scales by the producer warp)
-        variants = [(128, 160, True, True), (128, 96, False, True), (64, 32, True, False),
-                    (128, 64, False, False)]
-        for block_m, block_n, direct, warp in variants:
-            def select(layout, m, n, groups=1, num_sms=132, tiles=(block_m, block_n, direct, warp)):
+        # (block_m, block_n, epilogue from registers)
+        variants = [(128, 160, True), (128, 96, False), (64, 32, True), (128, 64, False)]
+        for block_m, block_n, direct in variants:
+            def select(layout, m, n, groups=1, num_sms=132, tiles=(block_m, block_n, direct)):
                 return with_fp32_tiles(original(layout, m, n, groups, num_sms), tiles[0], tiles[1],
-                                       direct_epilogue=tiles[2], warp_b_scales=tiles[3])
+                                       direct_epilogue=tiles[2])
             launch.select_fp32_config = select
             d = torch.full((4, 136, 200), float("nan"), device="cuda")
             fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor)

@@ -4,11 +4,11 @@ the issue's target shapes. Exits non-zero if any result is wrong.
 
     python tools/training_check.py             # checks and times
     python tools/training_check.py --no-time   # checks only
-    python tools/training_check.py --tiles 128x96 128x160:tma:wsb   # also time forced variants
+    python tools/training_check.py --tiles 128x96 128x160:tma   # also time forced variants
 
 Checks: NaN-poisoned outputs, c = None / d is c / another c, dense K % 128 != 0 and odd N, 0-token
-groups (their d stays as it was), odd token counts, forced tiles (64- and 128-row, 32-128 wide),
-and a CUDA graph replayed after the token counts changed on the GPU.
+groups (their d stays as it was), odd token counts, forced tiles (64- and 128-row, 32-160 wide, both
+epilogues), and a CUDA graph replayed after the token counts changed on the GPU.
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ def check_graph() -> None:
 def forced_tiles() -> None:
     original = launch.select_fp32_config
     try:
-        for spec in ("64x32:wsb", "64x128:tma:wsb", "128x32:tma", "128x64:wsb", "128x96:tma:wsb",
-                     "128x144:wsb", "128x160:wsb", "128x160:tma:wsb", "128x128", "128x160:tma", "64x160"):
+        for spec in ("64x32", "64x128:tma", "128x32:tma", "128x64", "128x96:tma", "128x144", "128x160",
+                     "128x128", "128x160:tma", "64x160"):
             launch.select_fp32_config = _forced_selector(*parse_tiles(spec))
             check_dense(200, 328, 1008)
             check_k_grouped([130, 0, 257], 192, 200, f"{spec} ")
@@ -177,21 +177,23 @@ def counts_for(groups: int, tokens: int, seed: int) -> list[int]:
     return [int(tokens * rng.uniform(0.7, 1.3)) for _ in range(groups)]
 
 
-def _forced_selector(bm: int, bn: int, direct: bool, warp: bool):
+def _forced_selector(bm: int, bn: int, direct: bool):
     original = launch.select_fp32_config
 
     def select(layout, m, n, groups=1, num_sms=132):
         return config_mod.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn,
-                                          direct_epilogue=direct, warp_b_scales=warp)
+                                          direct_epilogue=direct)
     return select
 
 
-def parse_tiles(spec: str) -> tuple[int, int, bool, bool]:
-    """'BMxBN[:tma][:wsb]' -> (block_m, block_n, direct_epilogue, warp_b_scales): ':tma' for the
-    TMA epilogue (else from the registers), ':wsb' for B scales by the producer warp (else TMA)."""
+def parse_tiles(spec: str) -> tuple[int, int, bool]:
+    """'BMxBN[:tma]' -> (block_m, block_n, direct_epilogue): ':tma' for the TMA epilogue (else from
+    the registers)."""
     tiles, *flags = spec.split(":")
+    if set(flags) - {"tma"}:
+        raise ValueError(f"tiles {spec!r}: expected BMxBN or BMxBN:tma")
     bm, bn = (int(v) for v in tiles.split("x"))
-    return bm, bn, "tma" not in flags, "wsb" in flags
+    return bm, bn, "tma" not in flags
 
 
 def _time_dense(m: int, n: int, k: int, tiles: list[str], rows: list) -> None:

@@ -4,7 +4,9 @@ tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains p
 BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
 experts; decode tiles whose K blocks overlap, with and without split-K). Also the training kernel
 (fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, 64- and
-128-row tiles 32 to 160 wide, accumulating and not. Exits non-zero if any result is wrong.
+128-row tiles 32 to 160 wide, accumulating and not. Each case prints its diff against the reference
+on its own line (flushed, so a log cut short still names the cases that ran); exits non-zero if any
+result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
     compute-sanitizer --tool memcheck python tools/sanitize_check.py --training   # the training kernel only
@@ -22,14 +24,21 @@ from fp8gemm import launch, reference
 from fp8gemm.config import select_config, with_fp32_tiles, with_tiles
 
 
-def dense(m: int, n: int, k: int) -> float:
+def case(label: str, diff: float) -> float:
+    """Print one case's diff on its own line, flushed (under a sanitizer a failing case is then
+    named in the log even if the run ends early), and return it."""
+    print(f"case {label}: diff {diff:.2e}", flush=True)
+    return diff
+
+
+def dense(m: int, n: int, k: int, tag: str = "") -> float:
     x = make_dense_inputs(m, n, k)
     out = torch.full((m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
     fp8gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
-    return calc_diff(out, reference.gemm_nt(x.a, x.sa, x.b, x.sb))
+    return case(f"{tag}dense {m}x{n}x{k}", calc_diff(out, reference.gemm_nt(x.a, x.sa, x.b, x.sb)))
 
 
-def contiguous(sizes: list[int], n: int, k: int) -> float:
+def contiguous(sizes: list[int], n: int, k: int, tag: str = "") -> float:
     """Diff of a contiguous-layout GEMM against the reference; padding rows must stay NaN."""
     x = make_contiguous_inputs(sizes, n, k)
     out = torch.full((x.a.shape[0], n), float("nan"), dtype=torch.bfloat16, device="cuda")
@@ -37,10 +46,10 @@ def contiguous(sizes: list[int], n: int, k: int) -> float:
     ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
     valid = x.m_indices >= 0
     assert out[~valid].isnan().all(), "padding rows were written"
-    return calc_diff(out[valid], ref[valid])
+    return case(f"{tag}contiguous {sizes} n={n} k={k}", calc_diff(out[valid], ref[valid]))
 
 
-def masked(counts: list[int], max_m: int, n: int, k: int, expected_m: int) -> float:
+def masked(counts: list[int], max_m: int, n: int, k: int, expected_m: int, tag: str = "") -> float:
     """Diff of a masked-layout GEMM against the reference; rows past masked_m must stay NaN."""
     y = make_masked_inputs(counts, max_m, n, k)
     out = torch.full((len(counts), max_m, n), float("nan"), dtype=torch.bfloat16, device="cuda")
@@ -48,7 +57,8 @@ def masked(counts: list[int], max_m: int, n: int, k: int, expected_m: int) -> fl
     ref = reference.m_grouped_masked(y.a, y.sa, y.b, y.sb, y.masked_m)
     rows = torch.arange(max_m, device="cuda")[None, :] < y.masked_m[:, None]
     assert out[~rows].isnan().all(), "rows past masked_m were written"
-    return calc_diff(out[rows], ref[rows])
+    return case(f"{tag}masked {counts} max_m={max_m} n={n} k={k} expected_m={expected_m}",
+                calc_diff(out[rows], ref[rows]))
 
 
 def forced(bm: int, bn: int, multicast: str):
@@ -63,21 +73,23 @@ def forced_tiles() -> float:
     original = launch.select_config
     try:
         launch.select_config = forced(256, 128, "a")
-        worst = max(worst, dense(512, 512, 384))
+        worst = max(worst, dense(512, 512, 384, "forced 256x128 mc=a: "))
         launch.select_config = forced(128, 192, "b")
-        worst = max(worst, dense(384, 576, 384))
+        worst = max(worst, dense(384, 576, 384, "forced 128x192 mc=b: "))
         for tiles in [(128, 192, "b"), (128, 128, "a")]:
             launch.select_config = forced(*tiles)
-            worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256),
-                        masked([30, 0, 130, 129], 256, 512, 256, 128))
+            tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
+            worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256, tag),
+                        masked([30, 0, 130, 129], 256, 512, 256, 128, tag))
         # Decode tiles whose K blocks overlap (2-4 wgmma groups in flight), with K block counts that
         # leave a remainder.
         for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none")]:
             launch.select_config = forced(*tiles)
-            worst = max(worst, dense(33, 512, 1168), masked([7, 0, 65, 1], 128, 512, 1168, 32))
+            tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
+            worst = max(worst, dense(33, 512, 1168, tag), masked([7, 0, 65, 1], 128, 512, 1168, 32, tag))
         launch.select_config = lambda *args, **kw: with_tiles(select_config(*args, **kw), 64, 32, "none",
                                                               k_splits=3)
-        worst = max(worst, dense(7, 520, 1424))
+        worst = max(worst, dense(7, 520, 1424, "forced 64x32 k_splits=3: "))
     finally:
         launch.select_config = original
     return worst
@@ -104,15 +116,18 @@ def training() -> float:
                 return with_fp32_tiles(original(layout, m, n, groups, num_sms), tiles[0], tiles[1],
                                        direct_epilogue=tiles[2])
             launch.select_fp32_config = select
+            tag = f"training {block_m}x{block_n} {'direct' if direct else 'tma'}"
             d = torch.full((4, 136, 200), float("nan"), device="cuda")
             fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor)
             assert d[1].isnan().all(), "a 0-token group was written"
             fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor, c=d)  # d += again
-            worst = max(worst, calc_diff(d[[0, 2, 3]], 2 * want[[0, 2, 3]]))
+            worst = max(worst, case(f"{tag}: k-grouped {ks} then d += again",
+                                    calc_diff(d[[0, 2, 3]], 2 * want[[0, 2, 3]])))
             parts = [x[:, :width].contiguous() for x, width in ((a, 384), (sa, 3), (b, 384), (sb, 3))]
             dense_d = torch.full((136, 200), float("nan"), device="cuda")
             fp8gemm.fp8_gemm_nt((parts[0], parts[1]), (parts[2], parts[3]), dense_d)
-            worst = max(worst, calc_diff(dense_d, reference.gemm_nt_fp32(*parts)))
+            worst = max(worst, case(f"{tag}: dense 136x200x384",
+                                    calc_diff(dense_d, reference.gemm_nt_fp32(*parts))))
     finally:
         launch.select_fp32_config = original
     return worst

@@ -11,9 +11,9 @@ GEMM of a training step:
   k-grouped GEMM for the experts), then cast to the weight's dtype.
 
 Every GEMM goes through ``torch.ops.fp8gemm.*``, so the layers trace under ``torch.compile``. On CPU
-tensors everything runs through the reference path; on CUDA the forward and dgrad GEMMs are the
-Hopper kernels, and the wgrad GEMMs compute through the reference code on the GPU for now (correct,
-not yet accelerated; the k-grouped one synchronizes to read the token counts).
+tensors everything runs through the reference path; on CUDA all three are Hopper kernels (the wgrad
+GEMMs the FP32-output kernel of `fp8gemm.training`, which reads the token counts on the GPU: no host
+synchronization).
 
 Sizes: ``in_features`` and ``out_features`` multiples of 16 (K-major rows of 16 bytes in every GEMM).
 """

@@ -158,3 +158,66 @@ def test_compile_fullgraph_grouped_on_cpu(gen) -> None:
     torch.compile(loss, fullgraph=True, backend="aot_eager")(xc, ks).backward()
     assert torch.equal(xc.grad, xe.grad)
     assert torch.equal(layer.weight.grad, eager_dw)
+
+
+def _emulate_cuda(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Send CPU tensors down the library's CUDA code path (validation, scale layout conversion, the
+    prepared-call cache, the launch module) with every kernel launch replaced by the reference: the
+    parts of a GPU run that decide the autograd graph, on the CPU. Returns the launches made."""
+    from types import SimpleNamespace
+
+    from fp8gemm import gemm, reference, training
+
+    launches: list[str] = []
+
+    def fake_cuda(name: str, _device: int, *args: torch.Tensor) -> None:
+        launches.append(name)
+        a, sa, b, sb, out, *rest = args
+        if name == "gemm_dense":
+            reference.gemm_nt_reference(a, sa.contiguous(), b, sb, out)
+        else:
+            assert name == "gemm_contiguous"
+            reference.m_grouped_contiguous_reference(a, sa.contiguous(), b, sb, out, rest[0])
+
+    def fp32_dense(a, sa, b, sb, d, accumulate: bool) -> None:
+        launches.append("gemm_fp32_dense")
+        reference.gemm_nt_fp32_reference(a, sa.contiguous(), b, sb.contiguous(), d, d if accumulate else None)
+
+    def k_grouped(a, sa, b, sb, d, ks_tensor, accumulate: bool) -> None:
+        launches.append("gemm_k_grouped")
+        reference.k_grouped_contiguous_reference(a, sa.contiguous(), b, sb.contiguous(), d,
+                                                 ks_tensor.tolist(), d if accumulate else None)
+
+    monkeypatch.setattr(gemm, "_cuda", fake_cuda)
+    monkeypatch.setattr(training, "_on_cuda", lambda device: SimpleNamespace(gemm_fp32_dense=fp32_dense,
+                                                                             gemm_k_grouped=k_grouped))
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    return launches
+
+
+def test_layers_give_input_gradients_on_the_cuda_code_path(monkeypatch: pytest.MonkeyPatch, gen) -> None:
+    """Both layers' backward reaches the input (a leaf) on the CUDA code path too, with the gradients
+    of the CPU path. (The H200 run of tests/test_training_gpu.py::test_layers_on_gpu_match_cpu found
+    no input gradient on CUDA; the cause was that test's own input: see the comment there.)"""
+    linear = nn.FP8Linear(256, 384)
+    grouped = nn.FP8GroupedLinear(3, 128, 256)
+    ks = torch.tensor([100, 0, 37], dtype=torch.int32)
+    x = torch.randn(201, 256, generator=gen)
+    xg = torch.randn(nn.grouped_capacity(137, 3), 128, generator=gen)
+
+    def grads() -> list[torch.Tensor]:
+        linear.weight.grad = grouped.weight.grad = None
+        xd, xgd = x.clone().requires_grad_(), xg.clone().requires_grad_()
+        linear(xd).float().square().sum().backward()
+        grouped(xgd, ks).float().square().sum().backward()
+        assert xd.grad is not None and xgd.grad is not None
+        return [xd.grad, linear.weight.grad, xgd.grad, grouped.weight.grad]
+
+    want = grads()
+    with monkeypatch.context() as patch:
+        launches = _emulate_cuda(patch)
+        got = grads()
+    assert launches == ["gemm_dense", "gemm_dense", "gemm_fp32_dense",
+                        "gemm_contiguous", "gemm_contiguous", "gemm_k_grouped"]
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)

@@ -138,7 +138,11 @@ def test_layers_on_gpu_match_cpu() -> None:
     for device in ("cpu", "cuda"):
         grouped.to(device)
         grouped.weight.grad = None
-        xd = x.to(device).requires_grad_()
+        # A fresh leaf on each device. NOTES: x.to("cpu") is x itself, so requires_grad_() on it made x
+        # require grad, and x.to("cuda") was then a non-leaf whose .grad stays None: most likely the
+        # "no input gradient on CUDA" of this test's first H200 run (the layers' CUDA code path gives
+        # one: tests/test_nn.py, test_layers_give_input_gradients_on_the_cuda_code_path).
+        xd = x.detach().to(device).requires_grad_()
         grouped(xd, ks.to(device)).float().square().sum().backward()
         outs.append((xd.grad.cpu(), grouped.weight.grad.cpu()))
     assert calc_diff(outs[0][0], outs[1][0]) < 1e-4

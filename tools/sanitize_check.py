@@ -1,12 +1,12 @@
-"""Small GEMMs for compute-sanitizer (memcheck, racecheck, synccheck): every layout, a 2-CTA
-cluster with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced
-tiles the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup,
-BLOCK_N 192, B multicast on the grouped layouts, with pairs of M blocks that belong to different
-experts; decode tiles whose K blocks overlap, with and without split-K). Also the training kernel
-(fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, 64- and
-128-row tiles 32 to 160 wide, accumulating and not. Each case prints its diff against the reference
-on its own line (flushed, so a log cut short still names the cases that ran); exits non-zero if any
-result is wrong.
+"""Small GEMMs for compute-sanitizer (memcheck, racecheck, synccheck): every layout, a 2-CTA cluster
+with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced tiles
+the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup, BLOCK_N 192,
+B multicast on the grouped layouts, with pairs of M blocks that belong to different experts; decode
+tiles whose K blocks overlap; split-K in a cluster, several tiles per cluster). Also the training
+kernel (fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, 64-
+and 128-row tiles 32 to 160 wide, accumulating and not. Each case prints its diff against the
+reference on its own line (flushed, so a log cut short still names the cases that ran); exits non-
+zero if any result is wrong.
 
     compute-sanitizer --report-api-errors no --tool racecheck python tools/sanitize_check.py
     compute-sanitizer --tool memcheck python tools/sanitize_check.py --training   # the training kernel only
@@ -87,9 +87,14 @@ def forced_tiles() -> float:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
             worst = max(worst, dense(33, 512, 1168, tag), masked([7, 0, 65, 1], 128, 512, 1168, 32, tag))
-        launch.select_config = lambda *args, **kw: with_tiles(select_config(*args, **kw), 64, 32, "none",
-                                                              k_splits=3)
-        worst = max(worst, dense(7, 520, 1424, "forced 64x32 k_splits=3: "))
+        # Split-K in a cluster: rank 0 adds the other slices' sums out of their shared memory. With
+        # 8 "SMs" the clusters take several tiles each (the handoff's barriers change phase); odd M,
+        # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices.
+        for bm, bn, splits, (m, n, k) in [(64, 32, 3, (7, 520, 1424)), (64, 32, 2, (130, 200, 1424)),
+                                          (128, 128, 2, (100, 384, 1040)), (64, 16, 2, (1, 264, 3008))]:
+            launch.select_config = lambda *args, bm=bm, bn=bn, s=splits, **kw: with_tiles(
+                select_config(*args, **kw), bm, bn, "none", k_splits=s)
+            worst = max(worst, dense(m, n, k, f"forced {bm}x{bn} k_splits={splits}: "))
     finally:
         launch.select_config = original
     return worst

@@ -12,7 +12,8 @@ import ctypes
 
 import torch
 
-from .device import get_num_sms, is_sm90
+from . import device as _device
+from .device import get_num_sms, is_sm90, num_sms_of
 from .layout import get_tma_aligned_size
 from .utils import BLOCK
 
@@ -80,9 +81,36 @@ def _kernel(dtype: torch.dtype, unroll: int):
     return kernel
 
 
-def default_unroll(tasks: int, lanes: int) -> int:
+def default_unroll(tasks: int, lanes: int, num_sms: int | None = None) -> int:
     """UNROLL, or SMALL_UNROLL when one thread per task fits in one wave of the GPU (2048 per SM)."""
-    return SMALL_UNROLL if tasks * lanes <= get_num_sms() * _MAX_THREADS_PER_SM else UNROLL
+    num_sms = get_num_sms() if num_sms is None else num_sms
+    return SMALL_UNROLL if tasks * lanes <= num_sms * _MAX_THREADS_PER_SM else UNROLL
+
+
+class _Plan:
+    """What a cast of one shape, dtype, device and unroll launches, worked out once: the kernel, its
+    grid and the scalar arguments (the tensors' addresses change per call)."""
+
+    __slots__ = ("kernel", "grid", "scalars", "scale_shape", "lead")
+
+    def __init__(self, shape: tuple[int, ...], dtype: torch.dtype, device: int, unroll: int | None):
+        g, m, k = shape if len(shape) == 3 else (1, *shape)
+        kb = (k + BLOCK - 1) // BLOCK
+        aligned_m = get_tma_aligned_size(m, 4)
+        lanes = BLOCK // (16 // dtype.itemsize)
+        tasks = g * kb * aligned_m
+        if unroll is None:
+            unroll = default_unroll(tasks, lanes, num_sms_of(device))
+        self.kernel = _kernel(dtype, unroll) if g * m > 0 else None
+        self.grid = ((tasks + unroll - 1) // unroll * lanes + THREADS - 1) // THREADS
+        self.scalars = (ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m), ctypes.c_int32(k),
+                        ctypes.c_int64(1), ctypes.c_int64(aligned_m), ctypes.c_int64(kb * aligned_m))
+        self.scale_shape = (g, kb, aligned_m)
+        self.lead = len(shape) == 3
+
+
+_plans: dict[tuple, _Plan] = {}
+_MAX_PLANS = 1024
 
 
 def per_token_cast_to_fp8_cuda(x: torch.Tensor, *,
@@ -108,29 +136,23 @@ def per_token_cast_to_fp8_cuda(x: torch.Tensor, *,
     # NOTES: the kernel reads 16-byte vectors: rows must be dense and the base 16-byte aligned.
     if not x.is_contiguous() or x.data_ptr() % 16:
         x = x.contiguous() if not x.is_contiguous() else x.clone()
-    batched = x if x.dim() == 3 else x.unsqueeze(0)
-    g, m, k = batched.shape
-    kb = (k + BLOCK - 1) // BLOCK
-    aligned_m = get_tma_aligned_size(m, 4)
+    device = x.get_device()
+    # NOTES: everything but the tensors' addresses is worked out once per shape (host time of a
+    # decode step's cast: the grid, the unroll, the kernel lookup and seven ctypes scalars).
+    key = (x.shape, x.dtype, device, unroll, _device._num_sms_override)
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        plan = _plans[key] = _Plan(tuple(x.shape), x.dtype, device, unroll)
     q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
-    storage = torch.empty((g, kb, aligned_m), dtype=torch.float32, device=x.device)
-    scale = storage.transpose(1, 2)[:, :m, :]  # [g, m, kb], strides (kb * aligned_m, 1, aligned_m)
-    if g * m > 0:
-        lanes = BLOCK // (16 // x.element_size())
-        tasks = g * kb * aligned_m
-        if unroll is None:
-            unroll = default_unroll(tasks, lanes)
-        threads = (tasks + unroll - 1) // unroll * lanes
-        grid = (threads + THREADS - 1) // THREADS
-        kernel = _kernel(x.dtype, unroll)
-        args = (x, q, storage, ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m),
-                ctypes.c_int32(k), ctypes.c_int64(1), ctypes.c_int64(aligned_m),
-                ctypes.c_int64(kb * aligned_m))
-        device = x.get_device()
+    storage = torch.empty(plan.scale_shape, dtype=torch.float32, device=x.device)
+    scale = storage.transpose(1, 2)[:, :x.shape[-2], :]  # [g, m, kb], strides (kb * aligned_m, 1, aligned_m)
+    if plan.kernel is not None:
+        args = (x, q, storage, *plan.scalars)
         if device == _current_device():  # NOTES: torch.cuda.device() costs ~1-2 us of host time
-            kernel.launch(grid, THREADS, 0, args)
+            plan.kernel.launch(plan.grid, THREADS, 0, args)
         else:
             with torch.cuda.device(device):
-                kernel.launch(grid, THREADS, 0, args)
-    return q, scale if x.dim() == 3 else scale[0]
-
+                plan.kernel.launch(plan.grid, THREADS, 0, args)
+    return q, scale if plan.lead else scale[0]

@@ -144,7 +144,9 @@ def test_layers_on_gpu_match_cpu() -> None:
         # one: tests/test_nn.py, test_layers_give_input_gradients_on_the_cuda_code_path).
         xd = x.detach().to(device).requires_grad_()
         grouped(xd, ks.to(device)).float().square().sum().backward()
-        outs.append((xd.grad.cpu(), grouped.weight.grad.cpu()))
+        # Copies: on CPU .cpu() is the grad itself, and the next grouped.to("cuda") moves a
+        # parameter's grad in place (param.grad.data = ...), which would make it a CUDA tensor here.
+        outs.append((xd.grad.cpu().clone(), grouped.weight.grad.cpu().clone()))
     assert calc_diff(outs[0][0], outs[1][0]) < 1e-4
     assert calc_diff(outs[0][1], outs[1][1]) < 1e-4
 

@@ -178,6 +178,26 @@ def test_compile_fullgraph_on_cpu() -> None:
     assert _graph_breaks(module, x) == 0
 
 
+def test_cast_is_one_op_when_compiled_and_direct_when_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile sees the cast as the custom op (one opaque node); eager calls skip the op's
+    dispatch (host time) and run the same body."""
+    import torch._dynamo
+
+    x = torch.randn(24, 256).to(torch.bfloat16)
+    torch._dynamo.reset()
+    def cast(t):
+        return fp8gemm.per_token_cast_to_fp8(t, tma_aligned_scales=True)
+
+    graphs = torch._dynamo.explain(cast)(x).graphs
+    targets = [node.target for g in graphs for node in g.graph.nodes if node.op == "call_function"]
+    assert torch.ops.fp8gemm.per_token_cast_to_fp8_tma.default in targets or \
+        torch.ops.fp8gemm.per_token_cast_to_fp8_tma in targets
+    calls = []
+    monkeypatch.setattr(torch.ops.fp8gemm, "per_token_cast_to_fp8_tma", lambda t: calls.append(t))
+    q, s = fp8gemm.per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    assert calls == [] and q.shape == x.shape and s.shape == (24, 2)
+
+
 def test_compile_masked_keeps_untouched_rows_on_cpu() -> None:
     a, sa, b, sb = _masked(2, 8, 128, 256)
     masked_m = torch.tensor([3, 8], dtype=torch.int32)

@@ -110,7 +110,8 @@ def _index(device: torch.device | int | None) -> int:
         return torch.cuda.current_device()
     if isinstance(device, int):
         return device
-    device = torch.device(device)
+    if not isinstance(device, torch.device):
+        device = torch.device(device)
     return device.index if device.index is not None else torch.cuda.current_device()
 
 

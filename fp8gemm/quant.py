@@ -98,7 +98,7 @@ def per_token_cast_tma_impl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         from . import quant_cuda  # imported on first CUDA use: it pulls in the JIT
 
         if quant_cuda.supports(x):
-            return quant_cuda.per_token_cast_to_fp8_cuda(x)
+            return quant_cuda.cast_supported(x)
     from .layout import get_col_major_tma_aligned_tensor
 
     q, scale = per_token_cast_to_fp8(x)

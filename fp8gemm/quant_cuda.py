@@ -17,8 +17,8 @@ from .device import get_num_sms, is_sm90, num_sms_of
 from .layout import get_tma_aligned_size
 from .utils import BLOCK
 
-__all__ = ["supports", "per_token_cast_to_fp8_cuda", "kernel_source", "kernel_name", "default_unroll",
-           "KINDS"]
+__all__ = ["supports", "per_token_cast_to_fp8_cuda", "cast_supported", "kernel_source", "kernel_name",
+           "default_unroll", "KINDS"]
 
 THREADS = 256
 # NOTES: UNROLL: tasks (128-wide blocks of a row) per lane group, i.e. 16-byte loads each thread
@@ -133,6 +133,11 @@ def per_token_cast_to_fp8_cuda(x: torch.Tensor, *,
             "x: expected a CUDA float32/bfloat16/float16 tensor of 2 or 3 dims with k % 16 == 0, got "
             f"{x.dtype} shape {list(x.shape)} on {x.device}"
         )
+    return cast_supported(x, unroll)
+
+
+def cast_supported(x: torch.Tensor, unroll: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_token_cast_to_fp8_cuda` for an ``x`` that `supports` already accepted (no checks again)."""
     # NOTES: the kernel reads 16-byte vectors: rows must be dense and the base 16-byte aligned.
     if not x.is_contiguous() or x.data_ptr() % 16:
         x = x.contiguous() if not x.is_contiguous() else x.clone()

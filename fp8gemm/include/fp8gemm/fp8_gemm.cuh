@@ -331,6 +331,16 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         const uint64_t desc_a0 = ptx::SmemDescriptor::make(a_tile(0) + chain_row<Cfg>(warpgroup, 0) * kBlockK);
         const uint64_t desc_b0 = ptx::SmemDescriptor::make(b_tile(0));
 
+        // A math warp is done with stage `s`: one lane per CTA whose loads land in it arrives on
+        // that CTA's empty barrier (the warp's other lanes' reads are ordered before by __syncwarp).
+        auto release_stage = [&](int s) {
+            __syncwarp();
+            if (lane < T::kLoadPeers) {
+                if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * s, lane);
+                else ptx::mbarrier_arrive(empty + 8 * s);
+            }
+        };
+
         // A tile's B scales: the rows of its (at most two) 128-column scale blocks, from its first
         // K block on (the second row clamped at the last one: a tile that ends inside N never uses
         // it past N).
@@ -379,11 +389,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             auto finish = [&](float* part, const Pending& p) {
 #pragma unroll
                 for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
-                __syncwarp();
-                if (lane < T::kLoadPeers) {
-                    if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * p.stage, lane);
-                    else ptx::mbarrier_arrive(empty + 8 * p.stage);
-                }
+                release_stage(p.stage);
                 promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
             };
             int kb = k_begin;
@@ -446,11 +452,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     if (c == T::kChains - 1) {
                         // NOTES: the stage goes back the moment its last wgmma is complete (the A
                         // scales were read before): the load ring is the tight resource.
-                        __syncwarp();
-                        if (lane < T::kLoadPeers) {
-                            if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * stage, lane);
-                            else ptx::mbarrier_arrive(empty + 8 * stage);
-                        }
+                        release_stage(stage);
                     }
                     promote<Cfg, kBoundary>(acc[c], partial, s00, s10, s01, s11);
                 }
@@ -613,11 +615,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 const int k_count = T::kSplitK ? tile.num_k_blocks : T::kNumKBlocks;
                 for (int kb = 0; kb < k_count; ++kb) {
                     ptx::mbarrier_wait(full + 8 * stage, phase);
-                    __syncwarp();
-                    if (lane < T::kLoadPeers) {
-                        if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * stage, lane);
-                        else ptx::mbarrier_arrive(empty + 8 * stage);
-                    }
+                    release_stage(stage);
                     if (++stage == kStages) stage = 0, phase ^= 1;
                 }
             } else {

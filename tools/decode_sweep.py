@@ -5,8 +5,8 @@ time of ../shared/reference_h200.json. For tuning the decode heuristics (config.
     PYTHONPATH=. python tools/decode_sweep.py [--m 64 128] [--out DIR]
 
 Candidates per shape: every (BLOCK_M, BLOCK_N) the kernel supports for the shape, unsplit, and
-split into 2-4 slices where the split tiles fit in one wave of clusters; the heuristics' pick is
-marked with '*'. The table printed last has each shape's best candidate.
+split into 2 to --max-splits slices where the split tiles fit in one wave of clusters; the
+heuristics' pick is marked with '*'. The table printed last has each shape's best candidate.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7
 BLOCK_N = (16, 32, 48, 64, 96, 128, 160)
 
 
-def candidates(m: int, n: int, k: int, num_sms: int) -> list[tuple[int, int, int]]:
+def candidates(m: int, n: int, k: int, num_sms: int,
+               max_splits: int = MAX_K_SPLITS) -> list[tuple[int, int, int]]:
     out = []
     num_k_blocks = math.ceil(k / 128)
     for bm in (64, 128):
@@ -43,7 +44,7 @@ def candidates(m: int, n: int, k: int, num_sms: int) -> list[tuple[int, int, int
             if bn > MAX_BLOCK_N[bm] or (bm, bn) == (128, 64):
                 continue
             tiles = math.ceil(m / bm) * math.ceil(n / bn)
-            for ks in range(1, MAX_K_SPLITS + 1):
+            for ks in range(1, max_splits + 1):
                 if ks > 1 and (tiles > num_sms // ks or math.ceil(num_k_blocks / ks) < 4):
                     continue
                 if ks == 1 and tiles > 3 * num_sms:
@@ -58,6 +59,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, nargs="*", default=[64, 128])
     p.add_argument("--out", default=None)
+    p.add_argument("--max-splits", type=int, default=MAX_K_SPLITS,
+                   help="split-K slices to try (clusters of up to 8 CTAs; the heuristics use at most "
+                        f"{MAX_K_SPLITS})")
     args = p.parse_args()
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
     ref_times = {(r["m"], r["n"], r["k"]): r["reference_us"] for r in json.loads(REF.read_text())["dense"]}
@@ -69,7 +73,7 @@ def main() -> None:
             out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
             pick = select_config("dense", m, n, k, 1, num_sms)
             results = []
-            for bm, bn, ks in candidates(m, n, k, num_sms):
+            for bm, bn, ks in candidates(m, n, k, num_sms, args.max_splits):
                 cfg = with_tiles(pick, bm, bn, "none", k_splits=ks)
                 try:
                     run = launch._prepare(cfg, x.a, (m, x.sa_tma.shape[1]), get_tma_aligned_size(m, 4),

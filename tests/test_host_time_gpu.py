@@ -28,11 +28,9 @@ BUDGET_US = float(os.environ.get("FP8GEMM_HOST_BUDGET_US", "10"))
 OPS_EXTRA_US = 5.0  # the torch.ops path may cost this much more than the direct call
 
 
-def _dense():
-    # A decode shape that runs in one kernel (the split-K shapes add a workspace and a second launch
-    # until the reduction moves into the kernel).
-    x = make_dense_inputs(128, 7168, 2048)
-    out = torch.empty((128, 7168), dtype=torch.bfloat16, device="cuda")
+def _dense(m: int = 128, n: int = 7168, k: int = 2048):
+    x = make_dense_inputs(m, n, k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
     direct = lambda: gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)  # noqa: E731
     op = lambda: torch.ops.fp8gemm.gemm_nt(x.a, x.sa_tma, x.b, x.sb, out)  # noqa: E731
     return direct, op
@@ -81,10 +79,15 @@ def test_host_time_per_eager_call(make) -> None:
     assert op_us <= direct_us + OPS_EXTRA_US
 
 
-def test_repeat_calls_allocate_nothing() -> None:
+@pytest.mark.parametrize("shape", [(128, 7168, 2048), (64, 2112, 7168)], ids=["one-cta-per-tile", "split-k"])
+def test_repeat_calls_allocate_nothing(shape: tuple[int, int, int]) -> None:
     # The hot path takes no memory from torch's allocator: the GEMM writes into `out` and nothing
-    # else (split-K's workspace is the one exception while it exists; this shape does not split).
-    direct, _ = _dense()
+    # else, split-K included (its slices are summed inside the kernel, in shared memory).
+    from fp8gemm.config import select_config
+
+    if shape[1:] == (2112, 7168):
+        assert select_config("dense", *shape).k_splits > 1, "the split-K case no longer splits"
+    direct, _ = _dense(*shape)
     direct()
     torch.cuda.synchronize()
     before = torch.cuda.memory_stats()["allocation.all.allocated"]

@@ -1,13 +1,14 @@
 """``python -m fp8gemm precompile``: compile, ahead of time, every kernel a shape set can launch.
 
 Each shape goes through ``fp8gemm.launch.plan`` (the same choice the GEMMs make at run time), and
-every kernel a plan launches is compiled: the GEMM itself and, for a split-K config, its reduction
-kernel; the activation-cast kernels of ``per_token_cast_to_fp8(x, tma_aligned_scales=True)`` (one per
-input dtype) are compiled too. Kernels shared by several shapes are compiled once; compiles run in a
-process pool and fill the on-disk JIT cache; kernels already there are reported as cached, not
-compiled again. (Measured on a 2-core CPU, 4 tiny kernels: sequential 0.14 s, 2 threads 0.07 s, 2
-forked processes 0.09 s: NVRTC through cuda-bindings does release the GIL, but processes also isolate
-a compiler crash or leak, and the fork cost is small next to real kernels' seconds of compile.)
+every kernel a plan launches is compiled: the GEMM itself (split-K included: it is one kernel), and
+any other kernel a plan lists; the activation-cast kernels of ``per_token_cast_to_fp8(x,
+tma_aligned_scales=True)`` (one per input dtype) are compiled too. Kernels shared by several shapes
+are compiled once; compiles run in a process pool and fill the on-disk JIT cache; kernels already
+there are reported as cached, not compiled again. (Measured on a 2-core CPU, 4 tiny kernels:
+sequential 0.14 s, 2 threads 0.07 s, 2 forked processes 0.09 s: NVRTC through cuda-bindings does
+release the GIL, but processes also isolate a compiler crash or leak, and the fork cost is small
+next to real kernels' seconds of compile.)
 Works without a GPU: the plan then assumes an H200 (132 SMs).
 
 Which ``m`` is planned. M is a run-time argument of every kernel, but the heuristics pick the tile

@@ -186,6 +186,18 @@ def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int
     return math.ceil(m / block_m) * n_blocks
 
 
+# NOTES: routing spreads a masked group's rows around expected_m; the benchmarks (and the reference
+# run) draw expected_m * U(0.7, 1.3).
+MASKED_ROWS_SPREAD = (0.7, 1.3)
+
+
+def _even_masked_blocks(expected_m: int, block_m: int) -> bool:
+    """Whether a masked group of expected_m rows, give or take MASKED_ROWS_SPREAD, fills the same
+    even number of block_m-row blocks (so that B multicast pairs them with no empty partner)."""
+    lo, hi = (math.ceil(max(1, round(expected_m * f)) / block_m) for f in MASKED_ROWS_SPREAD)
+    return lo == hi and lo % 2 == 0
+
+
 def k_split_sizes(num_k_blocks: int, k_splits: int) -> list[int]:
     """K blocks in each split-K slice, as the kernel's scheduler cuts them."""
     per_split = math.ceil(num_k_blocks / k_splits)
@@ -207,9 +219,13 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     if layout == "contiguous":
         return "none"
     a_ok = n_blocks % 2 == 0
-    # NOTES: masked groups pair M blocks badly (a group with an odd block count gets an empty
-    # partner under B multicast): 4 x ~256 rows, N 7168 K 2048: 128x128 A multicast 33 us,
-    # 128x160 B multicast 41 us, 128x192 B 37 us.
+    # NOTES: masked groups pair M blocks badly when their block count is odd (the extra block gets
+    # an empty partner under B multicast, a whole extra pair): 4 x ~256 rows, N 7168 K 2048 (2-3
+    # blocks per group): 128x128 A multicast 33 us, B multicast 43 us. Wider-than-128 masked tiles
+    # are picked only where every group fills an even block count (see _even_masked_blocks), and
+    # those share B.
+    if layout == "masked" and block_n > 128:
+        return "b"
     if (block_m >= block_n or layout == "masked") and a_ok:
         return "a"
     return "b"
@@ -251,11 +267,15 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
             # k=2048) and with masked 128x192 (12 B); neighbouring tiles serve instead.
             if (block_m, block_n) == (128, 64):
                 continue
-            # NOTES: masked tiles are at most 128 wide. Measured on the H200 over the 8 masked
-            # shapes of shapes.json (counts m * U(0.7, 1.3), the reference run's valid rows):
-            # 128 columns with A multicast is the fastest on 6 and within 7% on one more; 160
-            # wins 2 (by 6% and 21%), 144 none; 192 spills in the producer.
-            if layout == "masked" and block_n > 128:
+            # NOTES: masked tiles wider than 128 share B across a group's M blocks in pairs, so
+            # they need groups that fill an even number of blocks. Measured on the H200 (counts
+            # m * U(0.7, 1.3), the reference run's valid rows, CUPTI): 32 x ~192 rows (2 blocks
+            # each), N 6144 K 7168: 128x192 B 570 us, 128x160 B 584, 128x144 B 596, 128x128 A
+            # 624, 128x128 B 618. Elsewhere 128x128 A was the fastest or within 3% on 5 of the
+            # other 7 masked shapes; 2 x ~512 rows N 4096 (5 blocks per group in that draw) ran
+            # 128x160 A in 59 us against 76, a wave-count accident of the draw (4 blocks: 2 waves
+            # either way), which expected_m cannot predict.
+            if layout == "masked" and block_n > 128 and not _even_masked_blocks(m, block_m):
                 continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)

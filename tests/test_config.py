@@ -100,6 +100,19 @@ def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
     assert decode.block_m == 64 and decode.stages > 3
 
 
+def test_masked_tiles_wider_than_128_only_for_groups_of_an_even_block_count() -> None:
+    from fp8gemm.config import _even_masked_blocks
+
+    # 192 rows give or take 30% (134-250) always fill 2 blocks of 128; 256 rows fill 2 or 3.
+    assert _even_masked_blocks(192, 128) and not _even_masked_blocks(256, 128)
+    assert not _even_masked_blocks(20, 64) and not _even_masked_blocks(100, 128)
+    wide = select_config("masked", 192, 6144, 7168, 32, 132)
+    assert (wide.block_m, wide.block_n, wide.multicast) == (128, 192, "b")
+    for m, n, k, g in [(256, 4096, 7168, 4), (512, 7168, 2048, 2), (1024, 4096, 7168, 1), (150, 7168, 2048, 8)]:
+        c = select_config("masked", m, n, k, g, 132)
+        assert c.block_n <= 128 and c.multicast == "a", (m, n, k, g, str(c))
+
+
 def test_config_rejects_unknown_layout() -> None:
     with pytest.raises(ValueError, match="layout must be one of"):
         select_config("diagonal", 1, 128, 128)

@@ -62,6 +62,21 @@ def test_serialized_wgmma_exceed_the_budget() -> None:
     assert any(v.startswith("wgmma_waits") for v in sass_report.budget_violations(rep))
 
 
+def test_spills_inside_the_math_loop_exceed_the_budget() -> None:
+    """Local memory in the main loop is over budget, whatever the kernel-wide spill figure."""
+    spilled = _TOY_SASS.replace("/*0040*/                   QGMMA",
+                                "/*0038*/ LDL R4, [R1+0x8] ;  /* 0x0 */\n        /*0040*/ QGMMA")
+    (body,) = sass_report.main_loops(sass_report.parse_sass(spilled))
+    stats = sass_report.loop_stats(body)
+    assert stats.local_ld_st == 1
+    rep = sass_report.KernelReport(kernel="toy", config="toy", registers=128, spill_bytes=0, loops=[stats])
+    assert any(v.startswith("local_ld_st") for v in sass_report.budget_violations(rep))
+    clean = sass_report.KernelReport(kernel="toy", config="toy", registers=128, spill_bytes=0,
+                                     loops=[sass_report.loop_stats(sass_report.main_loops(
+                                         sass_report.parse_sass(_TOY_SASS))[0])])
+    assert not any(v.startswith("local_ld_st") for v in sass_report.budget_violations(clean))
+
+
 def test_overlapped_decode_loop_keeps_its_wgmma_in_flight() -> None:
     """The decode tiles issue several K blocks before waiting (DEPBAR.LE gsb0, n > 0), and ptxas does
     not serialize them: one wgmma wait per K block."""

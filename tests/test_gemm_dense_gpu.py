@@ -178,9 +178,12 @@ def test_odd_k_and_n(m: int, n: int, k: int) -> None:
 # Decode tiles (one 64-row chain per warpgroup, BLOCK_N <= 96, or <= 128 with one math warpgroup)
 # issue the wgmma of 2 (BN > 32) or 4 (BN <= 32) K blocks before waiting for them: K block counts
 # that leave a remainder (5, 9 with a partial last block, 3, 56, 17 with a partial one), odd M, and
-# a split-K slice whose length is not a multiple of the depth.
+# a split-K slice whose length is not a multiple of the depth. Their B scales are lane-held, 32 K
+# blocks per register slot: 97 K blocks (4 slots, the last with one), 72 with two B scale rows (BN 96
+# across a scale block), and 131 (more than 4 slots: loaded per K block instead).
 OVERLAPPED = [((64, 16), (1, 520, 640)), ((64, 32), (7, 1032, 1040)), ((64, 128), (33, 256, 384)),
-              ((128, 32), (65, 2112, 7168)), ((128, 96), (100, 4104, 2064))]
+              ((128, 32), (65, 2112, 7168)), ((128, 96), (100, 4104, 2064)), ((64, 64), (7, 520, 12416)),
+              ((64, 96), (33, 4104, 9216)), ((64, 32), (1, 264, 16704))]
 
 
 @pytest.mark.parametrize(("tiles", "shape"), OVERLAPPED, ids=[f"{t[0]}x{t[1]}" for t, _ in OVERLAPPED])

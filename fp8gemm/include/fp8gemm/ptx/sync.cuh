@@ -28,6 +28,11 @@ FP8GEMM_DEVICE V warp_uniform(V value) {
     return static_cast<V>(__shfl_sync(0xffffffff, static_cast<int>(value), 0));
 }
 
+// `value` as lane `src_lane` of the warp holds it.
+FP8GEMM_DEVICE float lane_value(float value, int src_lane) {
+    return __shfl_sync(0xffffffff, value, src_lane);
+}
+
 FP8GEMM_DEVICE uint32_t lane_id() {
     uint32_t lane;
     asm volatile("mov.u32 %0, %%laneid;" : "=r"(lane));

@@ -270,12 +270,15 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
             # NOTES: masked tiles wider than 128 share B across a group's M blocks in pairs, so
             # they need groups that fill an even number of blocks. Measured on the H200 (counts
             # m * U(0.7, 1.3), the reference run's valid rows, CUPTI): 32 x ~192 rows (2 blocks
-            # each), N 6144 K 7168: 128x192 B 570 us, 128x160 B 584, 128x144 B 596, 128x128 A
-            # 624, 128x128 B 618. Elsewhere 128x128 A was the fastest or within 3% on 5 of the
-            # other 7 masked shapes; 2 x ~512 rows N 4096 (5 blocks per group in that draw) ran
+            # each), N 6144 K 7168: 128x192 B 570 us (541 in a later run), 128x160 B 584,
+            # 128x144 B 596, 128x128 A 624, 128x128 B 618. Elsewhere 128x128 A was the fastest or
+            # within 3% on 5 of the other 7 masked shapes; 2 x ~512 rows N 4096 (5 blocks per
+            # group in that draw) ran
             # 128x160 A in 59 us against 76, a wave-count accident of the draw (4 blocks: 2 waves
             # either way), which expected_m cannot predict.
-            if layout == "masked" and block_n > 128 and not _even_masked_blocks(m, block_m):
+            # 128x192 masked spills in the producer thread (12 B; 160 does not), so 160 at most.
+            wide_masked = layout == "masked" and block_n > 128
+            if wide_masked and (block_n > 160 or not _even_masked_blocks(m, block_m)):
                 continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)

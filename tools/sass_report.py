@@ -46,11 +46,8 @@ BUDGETS = {
     # per chain: one wgmma wait per K block; ptxas serializing the wgmma (C7514/C7517) puts one after
     # each of a chain's 4
     "wgmma_waits": 1,
-    # NOTES: kernel-wide (ptxas's figure). Only the masked 128x192 B-multicast kernel spills: its
-    # producer thread (40 registers) keeps gridDim and a tensor map's address in local memory (one
-    # STL/LDL per tile and per K block, L1 hits); measured the fastest masked 32 x 192 config all the
-    # same (H200: 570 us against 624 for 128x128). The math loops may not touch local memory at all.
-    "spill_bytes": 24,
+    "spill_bytes": 0,
+    # STL / LDL inside a main loop: a spill the loop pays on every K block
     "local_ld_st": 0,
 }
 

@@ -72,12 +72,13 @@ struct GemmTraits {
     // NOTES: the overlapped (decode) loop keeps its tile's B scales in registers spread over the
     // lanes, loaded (coalesced) when the tile is fetched: lane j holds K block 32 i + j of the tile
     // in slot i, and a K block's scale is one shuffle. H200, tools/ab_kernel.py, against a global
-    // load per K block in the same run: 64x7168x2048 6.9 -> 6.1 us, 128x7168x2048 8.4 -> 7.6,
+    // load for every K block in the same run: 64x7168x2048 6.9 -> 6.1 us, 128x7168x2048 8.4 -> 7.6,
     // 64x32768x512 8.8 -> 7.8, 64x7168x16384 34.8 -> 33.6, 64x24576x1536 13.2 -> 12.9, 128x4096x7168
-    // 13.5 -> 13.3, the rest within 1%. (Constant scales, no loads at all, measured the same bound:
-    // 64x7168x2048 6.1.) Prefetching the scale rows into L1 at the tile's start instead: no change,
-    // so it is the per-K-block load and its address arithmetic, not misses, that cost. Up to 4 slots
-    // (128 K blocks per tile); longer tiles load per K block.
+    // 13.5 -> 13.3, the rest within 1%; against the previous code (the first K block's scale from
+    // the fetch, the others loaded) in perf_check: 6.6 -> 6.1, 8.1 -> 7.8, 34.4 -> 33.6, 7.6 -> 7.8.
+    // Constant scales (no loads at all) bound it: 64x7168x2048 6.1. Prefetching the scale rows into
+    // L1 at the tile's start did nothing: it is the per-K-block load and its address arithmetic, not
+    // misses, that cost. Up to 4 slots (128 K blocks per tile); longer tiles load per K block.
     static constexpr int kTileKBlocks = ceil_div(kNumKBlocks, Cfg::kKSplits);
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
     static constexpr bool kLaneScales = kOverlapDepth > 1 && kLaneScaleSlots <= 4;

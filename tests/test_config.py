@@ -163,3 +163,66 @@ def test_with_tiles_derives_what_follows_from_the_tiles() -> None:
     assert (v.n, v.k, v.layout, v.raster_width) == (base.n, base.k, base.layout, base.raster_width)
     w = with_tiles(base, 64, 48, "none", stages=5, raster_width=8, k_splits=2)
     assert (w.stages, w.store_slab_cols, w.raster_width, w.k_splits) == (5, 16, 8, 2)
+
+
+# Stream-K (dense): the tail units' K blocks, laid end to end, cut into per-cluster runs of pieces.
+# What the kernel relies on: every K block of every tail unit is computed exactly once; each unit has
+# exactly one piece holding its K block 0 (its owner, or the whole unit); partial pieces are their
+# cluster's first piece (so they never wait) and belong to clusters after their unit's owner, which
+# adds them from clusters owner + 1 .. last_peer (the kernel's formula).
+@pytest.mark.parametrize("units,clusters,k_blocks", [
+    (176, 66, 56), (448, 66, 128), (1536, 66, 12), (2048, 66, 4), (15, 4, 9), (24, 10, 24), (15, 6, 17),
+    (7, 3, 1), (131, 132, 40), (132, 66, 56), (67, 66, 2), (200, 7, 3),
+])
+def test_stream_k_pieces_cover_the_tail_once(units: int, clusters: int, k_blocks: int) -> None:
+    from fp8gemm.config import stream_k_pieces, stream_k_plan
+
+    for cluster_size in (1, 2):
+        plan = stream_k_plan(units * cluster_size, cluster_size, clusters * cluster_size, k_blocks)
+        assert (plan.units, plan.clusters) == (units, clusters)
+        tail = units % clusters if units >= clusters else 0
+        assert plan.dp_units == units - tail and (plan.dp_units % clusters == 0 or units < clusters)
+        covered: dict[int, list[int]] = {}
+        holders: dict[int, list[tuple[int, str]]] = {}
+        partial_clusters: dict[int, list[int]] = {}
+        for c in range(clusters):
+            pieces = stream_k_pieces(plan, c, k_blocks)
+            for i, (unit, kb0, count, role) in enumerate(pieces):
+                assert plan.dp_units <= unit < units and count > 0 and kb0 + count <= k_blocks
+                covered.setdefault(unit, []).extend(range(kb0, kb0 + count))
+                if role == "partial":
+                    assert i == 0 and kb0 > 0
+                    partial_clusters.setdefault(unit, []).append(c)
+                else:
+                    assert kb0 == 0 and (role == "whole") == (count == k_blocks)
+                    holders.setdefault(unit, []).append((c, role))
+                    if role == "owner":
+                        assert i == len(pieces) - 1
+        for unit in range(plan.dp_units, units):
+            assert sorted(covered[unit]) == list(range(k_blocks))
+            [(owner, role)] = holders[unit]
+            last_peer = ((unit - plan.dp_units + 1) * k_blocks - 1) // max(plan.per_cluster, 1)
+            expected = list(range(owner + 1, last_peer + 1)) if role == "owner" else []
+            assert partial_clusters.get(unit, []) == expected
+        if tail:
+            # The point of it: no cluster runs more K blocks of the tail than its even share.
+            assert plan.per_cluster == math.ceil(tail * k_blocks / clusters) <= k_blocks
+
+
+def test_stream_k_only_where_a_partial_last_round_costs() -> None:
+    from fp8gemm.config import stream_k_plan, with_tiles
+
+    # 4096x2112x7168: 176 tile pairs on 66 clusters, the last round two-thirds full.
+    c = select_config("dense", 4096, 2112, 7168, 1, 132)
+    assert c.stream_k and "_sk" in kernel_name(c) and "kStreamK = true;" in kernel_source(c)
+    tiles = math.ceil(4096 / c.block_m) * c.num_n_blocks
+    assert stream_k_plan(tiles, c.cluster_size, 132, 56).per_cluster < 56
+    # Whole rounds only (3072 rows: exactly 2 rounds of 128x192 pairs), decode, grouped: never.
+    assert not select_config("dense", 3072, 2112, 7168, 1, 132).stream_k
+    for layout, m, n, k, groups in [("dense", 64, 7168, 16384, 1), ("dense", 128, 4096, 7168, 1)] + GROUPED:
+        assert not select_config(layout, m, n, k, groups, 132).stream_k
+    assert "kStreamK = false;" in kernel_source(select_config("dense", 64, 7168, 16384, 1, 132))
+    with pytest.raises(ValueError, match="stream-K"):
+        with_tiles(select_config("masked", 256, 4096, 7168, 4, 132), 128, 128, "a", stream_k=True)
+    with pytest.raises(ValueError, match="stream-K"):
+        with_tiles(c, 64, 32, "none", k_splits=2, stream_k=True)

@@ -47,7 +47,7 @@ _LAYOUT_ENUM = {"dense": "kDense", "contiguous": "kContiguous", "masked": "kMask
 def kernel_name(config: GemmConfig) -> str:
     return (f"fp8gemm_{config.layout}_n{config.n}_k{config.k}_g{config.num_groups}"
             f"_bm{config.block_m}_bn{config.block_n}_s{config.stages}_mc{config.multicast}"
-            f"_r{config.raster_width}_ks{config.k_splits}" + ("_sk" if config.stream_k else ""))
+            f"_r{config.raster_width}_ks{config.k_splits}")
 
 
 def wgmma_wrapper(block_n: int) -> str:
@@ -95,7 +95,6 @@ struct Config {{
     static constexpr int kStoreSlabCols = {config.store_slab_cols};
     static constexpr int kSmemBytes = {config.smem_bytes};
     static constexpr int kKSplits = {config.k_splits};
-    static constexpr bool kStreamK = {"true" if config.stream_k else "false"};
     static constexpr int kBoxRowsA = {boxes["a"].rows};    // TMA boxes the launcher encodes
     static constexpr int kBoxRowsB = {boxes["b"].rows};
     static constexpr int kBoxRowsSA = {boxes["sa"].cols};
@@ -107,8 +106,8 @@ struct Config {{
 extern "C" __global__ void __launch_bounds__({config.num_threads}, 1)
 {name}(const __grid_constant__ fp8gemm::TensorMap tmap_a, const __grid_constant__ fp8gemm::TensorMap tmap_b,
        const __grid_constant__ fp8gemm::TensorMap tmap_sa, const __grid_constant__ fp8gemm::TensorMap tmap_d,
-       const float* sb, const int* grouped, fp8gemm::uint16_t* d, int rows, float* workspace, int* flags) {{
-    fp8gemm::fp8_gemm_kernel<Config>(tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped, d, rows, workspace, flags);
+       const float* sb, const int* grouped, fp8gemm::uint16_t* d, int rows) {{
+    fp8gemm::fp8_gemm_kernel<Config>(tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped, d, rows);
 }}
 """
 

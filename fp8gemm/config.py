@@ -103,7 +103,6 @@ class GemmConfig(_Geometry):
     raster_width: int
     store_slab_cols: int   # columns per TMA store box (64, 32 or 16 -> 128/64/32-byte swizzle)
     k_splits: int = 1      # split-K slices (dense only): the CTAs of one cluster, summed inside it
-    stream_k: bool = False  # dense only: the last partial round of tiles spread over every SM by K blocks
 
     @property
     def cluster_size(self) -> int:
@@ -119,20 +118,17 @@ class GemmConfig(_Geometry):
         return (f"{self.layout} n={self.n} k={self.k} g={self.num_groups}: "
                 f"BM={self.block_m} BN={self.block_n} stages={self.stages} "
                 f"multicast={self.multicast} k_splits={self.k_splits} "
-                f"stream_k={int(self.stream_k)} smem={self.smem_bytes}")
+                f"smem={self.smem_bytes}")
 
 
 def with_tiles(config: GemmConfig, block_m: int, block_n: int, multicast: str, *, stages: int | None = None,
-               raster_width: int | None = None, k_splits: int = 1, stream_k: bool = False) -> GemmConfig:
+               raster_width: int | None = None, k_splits: int = 1) -> GemmConfig:
     """`config` with other tiles (for tools and tests that force a variant): the fields that follow
     from the tiles (stages: as many as fit, unless given; the store slab) are derived again."""
-    if stream_k and (config.layout != "dense" or k_splits > 1):
-        raise ValueError("stream-K is for dense GEMMs without split-K")
     return dataclasses.replace(config, block_m=block_m, block_n=block_n, multicast=multicast,
                                stages=stages or max_stages(block_m, block_n, k_splits=k_splits),
                                store_slab_cols=_store_slab_cols(block_n),
-                               raster_width=raster_width or config.raster_width, k_splits=k_splits,
-                               stream_k=stream_k)
+                               raster_width=raster_width or config.raster_width, k_splits=k_splits)
 
 
 def _store_slab_cols(block_n: int) -> int:
@@ -235,71 +231,6 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     return "b"
 
 
-@dataclass(frozen=True)
-class StreamKPlan:
-    """How the dense stream-K scheduler (include/fp8gemm/scheduler.cuh) cuts a problem; it mirrors the
-    kernel's arithmetic exactly (tests check the pieces it implies).
-
-    A unit is the tile pair of a 2-CTA cluster (multicast) or one tile; clusters walk the units
-    `clusters` apart. The first `dp_units` units are whole tiles (full rounds); the rest, the last
-    partial round, is cut by K blocks: cluster c takes the K blocks [c * per_cluster, (c + 1) *
-    per_cluster) of the tail units laid end to end."""
-
-    units: int
-    clusters: int
-    dp_units: int
-    per_cluster: int    # K blocks of the tail per cluster (0: no tail)
-
-    @property
-    def tail_units(self) -> int:
-        return self.units - self.dp_units
-
-
-def stream_k_plan(num_tiles: int, cluster_size: int, grid: int, num_k_blocks: int) -> StreamKPlan:
-    """The stream-K cut of `num_tiles` tiles (even with a 2-CTA cluster) on `grid` CTAs."""
-    units = num_tiles // cluster_size
-    clusters = grid // cluster_size
-    tail = units % clusters if units >= clusters else 0
-    per_cluster = math.ceil(tail * num_k_blocks / clusters) if tail else 0
-    return StreamKPlan(units, clusters, units - tail, per_cluster)
-
-
-def stream_k_pieces(plan: StreamKPlan, cluster: int, num_k_blocks: int) -> list[tuple[int, int, int, str]]:
-    """The tail pieces of one cluster, in the order it runs them: (unit, first K block, K blocks, role),
-    role "whole" (all of the unit's K blocks), "partial" (handed to the owner through the workspace)
-    or "owner" (holds K block 0: adds the partials of clusters cluster + 1 .. and stores)."""
-    total = plan.tail_units * num_k_blocks
-    cursor, end = cluster * plan.per_cluster, min(total, (cluster + 1) * plan.per_cluster)
-    pieces = []
-    while cursor < end:
-        unit, kb0 = plan.dp_units + cursor // num_k_blocks, cursor % num_k_blocks
-        count = min(num_k_blocks - kb0, end - cursor)
-        role = "partial" if kb0 else "whole" if count == num_k_blocks else "owner"
-        pieces.append((unit, kb0, count, role))
-        cursor += count
-    return pieces
-
-
-# NOTES: what a stream-K tail costs beyond its K blocks: the partial sums written to and read back
-# from the workspace (BLOCK_M x BLOCK_N FP32 each way) and the wait for the other pieces.
-# Estimated, to be fitted on the H200.
-_STREAM_K_FIXUP_US = 3.0
-
-
-def _use_stream_k(layout: str, tiles: int, cluster_size: int, k_splits: int, num_k_blocks: int,
-                  k_block_us: float, num_sms: int) -> bool:
-    """Whether spreading the last partial round over every SM saves time (dense, full rounds only)."""
-    if layout != "dense" or k_splits > 1:
-        return False
-    plan = stream_k_plan(tiles + tiles % cluster_size, cluster_size, num_sms // cluster_size * cluster_size,
-                         num_k_blocks)
-    if plan.per_cluster == 0:
-        return False
-    saved = (num_k_blocks - plan.per_cluster) * k_block_us - _STREAM_K_FIXUP_US
-    rounds = math.ceil(plan.units / plan.clusters)
-    return saved > 0.01 * rounds * num_k_blocks * k_block_us
-
-
 @lru_cache(maxsize=4096)
 def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_sms: int = 132) -> GemmConfig:
     """Pick block sizes, stages and multicast for a problem.
@@ -370,13 +301,10 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
 
     rows = m * num_groups if layout == "masked" else m
     multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits, num_sms)
-    cluster_size = k_splits if k_splits > 1 else 1 if multicast == "none" else 2
-    stream_k = _use_stream_k(layout, tiles, cluster_size, k_splits, num_k_blocks,
-                             _k_block_us(block_m, block_n), num_sms)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,
-                        store_slab_cols=_store_slab_cols(block_n), k_splits=k_splits, stream_k=stream_k)
+                        store_slab_cols=_store_slab_cols(block_n), k_splits=k_splits)
     if env.print_configs():
         print(f"fp8gemm config m={m}: {config}", flush=True)
     return config

@@ -86,9 +86,8 @@ _NULL = ctypes.c_uint64(0)
 
 def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
                  sa: torch.Tensor, b2d: torch.Tensor, sb: torch.Tensor, out2d: torch.Tensor,
-                 grouped: torch.Tensor | None, rows: int, workspace: tuple = (_NULL, _NULL)) -> tuple:
-    """The GEMM kernel's arguments, in its parameter order (the one place that knows that order).
-    `workspace`: the stream-K partial sums and flags (`_stream_k_workspace`), null without stream-K."""
+                 grouped: torch.Tensor | None, rows: int) -> tuple:
+    """The GEMM kernel's arguments, in its parameter order (the one place that knows that order)."""
     k = a2d.shape[1]
     box = tma_boxes(config)
     tmap_a = _tensor_map(a2d, (k, a2d.shape[0]), (k,), (box["a"].cols, box["a"].rows), box["a"].swizzle)
@@ -97,61 +96,7 @@ def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int]
     tmap_d = _tensor_map(out2d, (config.n, out2d.shape[0]), (config.n,), (box["d"].cols, box["d"].rows),
                          box["d"].swizzle)
     return (tmap_a, tmap_b, tmap_sa, tmap_d, sb, grouped if grouped is not None else _NULL, out2d,
-            ctypes.c_int32(rows), *workspace)
-
-
-# ------------------------------------------------------------------ stream-K workspace
-# NOTES: a stream-K launch hands partial sums between CTAs through global memory: one slot of
-# BLOCK_M x BLOCK_N FP32 sums and two flags (one per math warpgroup) per CTA. Launches on one stream
-# run one after another, so each (device, stream) has one workspace that every stream-K GEMM there
-# shares; launches on other streams may run at the same time and get their own. The flags are 0
-# between launches (each owner lowers the flags it reads); prepared launches keep the workspace's
-# address, so it is never freed. Sized for the widest stream-K tile (see _STREAM_K_SLOT_FLOATS).
-_STREAM_K_SLOT_FLOATS = 256 * 128
-_stream_k_workspaces: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-_every_workspace: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-
-def _stream_k_workspace(config: GemmConfig, grid: int) -> tuple[ctypes.c_uint64, ctypes.c_uint64]:
-    """(sums, flags) addresses for a stream-K launch of `grid` CTAs on the current stream."""
-    if config.block_m * config.block_n > _STREAM_K_SLOT_FLOATS:
-        raise ValueError(f"stream-K tiles hold at most {_STREAM_K_SLOT_FLOATS} sums, got {config}")
-    device = torch.cuda.current_device()
-    key = (device, jit.current_stream_handle())
-    buffers = _stream_k_workspaces.get(key)
-    if buffers is None or buffers[1].numel() < 2 * grid:
-        slots = max(grid, get_num_sms())
-        buffers = (torch.empty(slots * _STREAM_K_SLOT_FLOATS, dtype=torch.float32, device=device),
-                   torch.zeros(2 * slots, dtype=torch.int32, device=device))
-        _stream_k_workspaces[key] = buffers
-        _every_workspace.append(buffers)   # launches prepared earlier may point into a replaced one
-    return ctypes.c_uint64(buffers[0].data_ptr()), ctypes.c_uint64(buffers[1].data_ptr())
-
-
-class _PerStreamLaunch:
-    """A stream-K launch: the same kernel and arguments on every stream, but each stream's own
-    workspace (one prepared `jit.Launch` per stream, made on first use there)."""
-
-    __slots__ = ("_make", "_launches")
-
-    def __init__(self, make: Callable[[], jit.Launch]):
-        self._make = make
-        self._launches: dict[int, jit.Launch] = {}
-
-    def __call__(self) -> None:
-        stream = jit.current_stream_handle()
-        launch = self._launches.get(stream)
-        if launch is None:
-            launch = self._launches[stream] = self._make()
-        launch()
-
-
-def _stream_k_grid(kernel: jit.Kernel, config: GemmConfig, grid: int) -> int:
-    """The grid of a stream-K launch: its clusters wait on each other, so all must be resident at
-    once; the grid shrinks to what the device holds (the scheduler works with any grid)."""
-    cluster = config.cluster_size
-    resident = kernel.max_active_clusters(grid, config.num_threads, config.smem_bytes, cluster)
-    return max(cluster, min(grid, resident * cluster))
+            ctypes.c_int32(rows))
 
 
 def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa_stride: int,
@@ -161,20 +106,8 @@ def _prepare(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int], sa
     """A callable that launches `config` on these tensors (see `_run` for the arguments)."""
     kernel = kernel_for(config, flags)
     grid = grid_size(config, grid_rows, num_sms)
-    if not config.stream_k:
-        args = _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows)
-        return kernel.prepare(grid, config.num_threads, config.smem_bytes, args, cluster=config.cluster_size)
-    grid = _stream_k_grid(kernel, config, grid)
-    # Tensors by address only, as in a plain prepared launch: the launches must not keep them alive.
-    args = tuple(ctypes.c_uint64(a.data_ptr()) if isinstance(a, torch.Tensor) else a
-                 for a in _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows))
-
-    def make() -> jit.Launch:
-        workspace = _stream_k_workspace(config, grid)
-        return kernel.prepare(grid, config.num_threads, config.smem_bytes, (*args[:-2], *workspace),
-                              cluster=config.cluster_size)
-
-    return _PerStreamLaunch(make)
+    args = _kernel_args(config, a2d, sa_dims, sa_stride, sa, b2d, sb, out2d, grouped, rows)
+    return kernel.prepare(grid, config.num_threads, config.smem_bytes, args, cluster=config.cluster_size)
 
 
 def gemm_dense(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,

@@ -4,7 +4,6 @@ once and returns the prepared launch (`fp8gemm.gemm` keeps it: tests/test_prepar
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 
 import pytest
@@ -14,10 +13,6 @@ from fp8gemm import device, launch
 from fp8gemm.config import BLOCK_K, grid_size, select_config
 
 M, N, K = 64, 2112, 7168
-
-
-class _Log(list):
-    kernel: FakeKernel
 
 
 class FakeKernel:
@@ -31,16 +26,11 @@ class FakeKernel:
         self.log.append(("prepare", grid, block, smem, args, cluster))
         return lambda: self.log.append(("call", args))
 
-    def max_active_clusters(self, grid, block, smem, cluster):
-        return self.resident_clusters
-
 
 @pytest.fixture
 def log(monkeypatch: pytest.MonkeyPatch) -> list:
-    records = _Log()
+    records: list = []
     kernel = FakeKernel(records)
-    kernel.resident_clusters = 66
-    records.kernel = kernel
     monkeypatch.setattr(launch, "kernel_for", lambda config, flags=(): kernel)
     monkeypatch.setattr(launch, "_tensor_map", lambda t, dims, strides, box, swizzle: ("map", dims, box))
     monkeypatch.setattr(launch, "get_num_sms", lambda: 132)
@@ -77,8 +67,7 @@ def test_dense_arguments_and_dimensions(log: list, monkeypatch: pytest.MonkeyPat
     assert args[3] == ("map", (N, M), (config.store_slab_cols, 64))
     assert args[4] is sb and args[6] is out
     assert args[5].value == 0  # no m_indices / masked_m
-    assert len(args) == 10 and args[7].value == M
-    assert args[8].value == args[9].value == 0  # no stream-K workspace
+    assert len(args) == 8 and args[7].value == M
 
 
 def test_multicast_halves_the_shared_operand_box(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +108,7 @@ def test_split_k_is_one_launch_with_a_cluster_per_tile(log: list, monkeypatch: p
     (kind, grid, block, smem, args, cluster), call = log
     assert kind == "prepare" and call[0] == "call"
     assert cluster == config.cluster_size == 2 and grid % 2 == 0 and grid == grid_size(config, M, 132)
-    assert smem == config.smem_bytes and len(args) == 10 and args[6] is out
+    assert smem == config.smem_bytes and len(args) == 8 and args[6] is out
 
 
 def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,45 +129,3 @@ def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatc
     assert args[2] == ("map", (max_m, g * (k // 128)), (config.block_m, 1))
     assert args[5] is masked_m and args[7].value == max_m
     assert log[0][1] == grid_size(config, g * max_m, 132)
-
-
-def test_stream_k_gets_each_streams_own_workspace(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stream-K CTAs hand partial sums over through a workspace: each stream has its own (kernels on two
-    streams may run at once), made on the first launch there; tensors are passed by address only."""
-    config = _force(monkeypatch, k_splits=1, multicast="b", block_m=128, block_n=192, stream_k=True)
-    stream = [7]
-    monkeypatch.setattr(launch.jit, "current_stream_handle", lambda: stream[0])
-    workspaces = []
-
-    def workspace(cfg, grid):
-        assert cfg is config
-        workspaces.append((stream[0], grid))
-        return torch.tensor(1000 + stream[0]), torch.tensor(2000 + stream[0])
-
-    monkeypatch.setattr(launch, "_stream_k_workspace",
-                        lambda cfg, grid: tuple(ctypes.c_uint64(int(t)) for t in workspace(cfg, grid)))
-    a, sa, b, sb, out = _dense(4096)
-    prepared = launch.gemm_dense(a, sa, b, sb, out)
-    prepared()
-    stream[0] = 9
-    prepared()
-    prepared()
-    kinds = [r[0] for r in log]
-    assert kinds == ["prepare", "call", "call", "prepare", "call", "call"]
-    assert workspaces == [(7, 132), (9, 132)]
-    first, second = log[0][4], log[3][4]
-    assert (first[8].value, first[9].value) == (1007, 2007)
-    assert (second[8].value, second[9].value) == (1009, 2009)
-    assert first[6].value == out.data_ptr() and first[4].value == sb.data_ptr()  # addresses, not tensors
-    assert log[0][1] == grid_size(config, 4096, 132) == 132 and log[0][5] == 2
-
-
-def test_stream_k_grid_shrinks_to_the_resident_clusters(log: list, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Its clusters wait on each other, so all of them must be resident at once."""
-    _force(monkeypatch, k_splits=1, multicast="b", block_m=128, block_n=192, stream_k=True)
-    log.kernel.resident_clusters = 60
-    monkeypatch.setattr(launch.jit, "current_stream_handle", lambda: 7)
-    null = (ctypes.c_uint64(1), ctypes.c_uint64(2))
-    monkeypatch.setattr(launch, "_stream_k_workspace", lambda cfg, grid: null)
-    launch.gemm_dense(*_dense(4096))
-    assert log[0][0] == "prepare" and log[0][1] == 120

@@ -95,21 +95,8 @@ def forced_tiles() -> float:
             launch.select_config = lambda *args, bm=bm, bn=bn, s=splits, **kw: with_tiles(
                 select_config(*args, **kw), bm, bn, "none", k_splits=s)
             worst = max(worst, dense(m, n, k, f"forced {bm}x{bn} k_splits={splits}: "))
-        # Stream-K: with 6-16 "SMs" the last partial round is cut into pieces of 2-3 per unit, summed
-        # through the workspace (global stores, flags, loads of other CTAs' sums); run twice, so the
-        # second run finds the flags lowered by the first.
-        for bm, bn, mc, sms, (m, n, k) in [(128, 192, "b", 16, (1000, 2112, 1536)),
-                                           (64, 128, "none", 6, (129, 520, 2064)),
-                                           (256, 128, "a", 8, (700, 1280, 1040))]:
-            launch.select_config = lambda *args, bm=bm, bn=bn, mc=mc, **kw: with_tiles(
-                select_config(*args, **kw), bm, bn, mc, stream_k=True)
-            fp8gemm.device._num_sms_override = sms
-            tag = f"forced {bm}x{bn} mc={mc} stream-K on {sms} SMs"
-            for run in (1, 2):
-                worst = max(worst, dense(m, n, k, f"{tag}, run {run}: "))
     finally:
         launch.select_config = original
-        fp8gemm.device._num_sms_override = None
     return worst
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from .artifacts import CompiledKernel, CompileError, PtxasResources
 from .compiler import compile_cuda
 from .errors import CudaDriverError
-from .runtime import Kernel, Launch, current_stream_handle, load
+from .runtime import Kernel, Launch, load
 from .tma import TensorMap, make_tensor_map
 from .tools import sass
 
@@ -29,7 +29,6 @@ __all__ = [
     "TensorMap",
     "build",
     "compile_cuda",
-    "current_stream_handle",
     "load",
     "make_tensor_map",
     "sass",

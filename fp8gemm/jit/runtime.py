@@ -29,7 +29,7 @@ from .driver import ensure_context, max_dynamic_smem, raw_launch_kernel_ex
 from .errors import check
 from .tma import TensorMap
 
-__all__ = ["Kernel", "Launch", "load", "ensure_context", "max_dynamic_smem", "current_stream_handle"]
+__all__ = ["Kernel", "Launch", "load", "ensure_context", "max_dynamic_smem"]
 
 # c_int64 is c_long on Linux; the long long spellings are accepted too. The size is checked
 # against the kernel's parameter, so a wrong width is an error rather than garbage.
@@ -44,11 +44,6 @@ _MAX_CACHED_CONFIGS = 512
 _current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
     lambda device: torch.cuda.current_stream(device).cuda_stream)
-
-
-def current_stream_handle() -> int:
-    """The raw handle of torch's current stream on the current device."""
-    return _raw_stream(_current_device())
 
 
 def _raw_launcher():
@@ -92,7 +87,6 @@ class Kernel:
         self._non_portable: set[int] = set()
         self._configs: dict[tuple, object] = {}
         self._attrs: dict[tuple, object] = {}  # launch attributes the cached configs point to
-        self._occupancy: dict[tuple, int] = {}
         self._tls = threading.local()
 
     def __repr__(self) -> str:
@@ -240,19 +234,6 @@ class Kernel:
         keep = (self._attrs.get((device, grid, block, smem_bytes, cluster, int(cfg.hStream))),
                 *(a for a in args if type(a) is TensorMap))
         return Launch(self, device, fn, cfg, (grid, block, smem_bytes, cluster), buf, keep)
-
-    def max_active_clusters(self, grid: int, block: int, smem_bytes: int, cluster: int) -> int:
-        """How many clusters of this kernel the current device runs at once with this launch shape
-        (cuOccupancyMaxActiveClusters; blocks for cluster = 1). Cached per launch shape."""
-        device = _current_device()
-        key = (device, grid, block, smem_bytes, cluster)
-        known = self._occupancy.get(key)
-        if known is None:
-            fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, _raw_stream(device))
-            err, known = _driver().cuOccupancyMaxActiveClusters(fn, cfg)
-            check(err, f"cuOccupancyMaxActiveClusters({self.name}, cluster={cluster})")
-            known = self._occupancy[key] = int(known)
-        return known
 
     def _launch_failed(self, err, device: int, cfg, fn, params: int) -> None:
         cu = _driver()

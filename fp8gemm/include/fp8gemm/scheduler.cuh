@@ -5,15 +5,6 @@
 // With a 2-CTA cluster, tile 2p goes to rank 0 and tile 2p+1 to rank 1: the order is built so
 // that these two tiles share their A rows (multicast A) or their B rows (multicast B). With
 // split-K the cluster's CTAs all walk the same tiles, CTA rank r computing slice r of K.
-//
-// Stream-K (dense, Cfg::kStreamK): a unit is what one cluster computes at a time (the tile pair of a
-// multicast cluster, or one tile). Whole rounds of units run as above; the last, partial round is cut
-// by K blocks instead: its units' K blocks, laid end to end, are split evenly over all the clusters,
-// so that every SM works to the end. A cluster's share is a run of pieces: at most one "partial"
-// (the end of a unit: its FP32 sums go to the workspace), then whole units, then at most one "owner"
-// piece (the start of a unit, K block 0: it adds the partials of the clusters after it and stores).
-// Partials are always a cluster's first piece and never wait, so an owner's wait always ends.
-// fp8gemm/config.py (StreamKPlan, stream_k_pieces) mirrors this arithmetic.
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 #include <fp8gemm/ptx/memory.cuh>
@@ -33,11 +24,7 @@ struct Tile {
     int k_block;      // first K block of the slice
     int num_k_blocks; // K blocks in the slice
     bool multicast;   // the pair's shared operand really is shared (grouped B multicast: same expert)
-    int piece;        // stream-K: kWholeTile, kPartialPiece or kOwnerPiece (see above)
-    int last_peer;    // stream-K owner: the partials to add come from clusters (own + 1) .. last_peer
 };
-
-enum : int { kWholeTile = 0, kPartialPiece = 1, kOwnerPiece = 2 };
 
 template <class Cfg>
 struct TileScheduler {
@@ -49,8 +36,6 @@ struct TileScheduler {
     // NOTES: split-K (dense decode shapes) cuts K into kKSplits slices, one per CTA of a cluster,
     // so that a few output tiles still spread over every SM.
     static constexpr int kKBlocksPerSplit = ceil_div(kNumKBlocks, Cfg::kKSplits);
-    // Tiles per stream-K unit: a multicast pair or one tile (the CTAs of a cluster work in step).
-    static constexpr int kUnitTiles = Cfg::kMulticastA || Cfg::kMulticastB ? 2 : 1;
 
     const int* grouped;      // m_indices (contiguous) or masked_m (masked); unused for dense
     int rows;                // M (dense, contiguous) or max_m (masked)
@@ -58,9 +43,6 @@ struct TileScheduler {
     int next_index;          // this CTA's next tile index in the global order
     int stride;
     int k_split = 0;         // split-K: this CTA's slice of every tile
-    // Stream-K: tiles before dp_tiles run whole; then this cluster's K blocks [cursor, end) of the
-    // tail units laid end to end, per_cluster per cluster.
-    int dp_tiles = 0, sk_cursor = 0, sk_end = 0, sk_per_cluster = 1;
 
     // Masked layout: the group being walked and where its tiles start in the global order.
     int group = 0, group_first_tile = 0, group_m_blocks = 0, group_rows = 0;
@@ -79,15 +61,6 @@ struct TileScheduler {
         // computes zeros and stores nothing, rather than leaving a CTA without its partner.
         if (Cfg::kMulticastB) num_m_blocks += num_m_blocks & 1;
         if (Cfg::kLayout == GemmLayout::kMasked) enter_group(0, 0);
-        if (Cfg::kStreamK) {
-            const int clusters = gridDim.x / kUnitTiles;
-            const int units = num_m_blocks * kNumNBlocks / kUnitTiles;
-            const int tail = units >= clusters ? units % clusters : 0;
-            dp_tiles = (units - tail) * kUnitTiles;
-            sk_per_cluster = max_of(ceil_div(tail * kNumKBlocks, clusters), 1);
-            sk_cursor = static_cast<int>(blockIdx.x) / kUnitTiles * sk_per_cluster;
-            sk_end = min_of(tail * kNumKBlocks, sk_cursor + sk_per_cluster);
-        }
     }
 
     FP8GEMM_DEVICE void enter_group(int g, int first_tile) {
@@ -146,29 +119,14 @@ struct TileScheduler {
                 tile.local_row = tile.m_block * Cfg::kBlockM;
                 tile.row = group * rows + tile.local_row;
                 tile.row_limit = group_rows;
-                tile.piece = kWholeTile;
                 return true;
             }
             const int num_tiles = num_m_blocks * kNumNBlocks;
+            if (t >= num_tiles) return false;
             tile.k_split = k_split;
             tile.k_block = k_split * kKBlocksPerSplit;
             tile.num_k_blocks = min_of(kKBlocksPerSplit, kNumKBlocks - tile.k_block);
-            tile.piece = kWholeTile;
-            int index = t;
-            if (Cfg::kStreamK && t >= dp_tiles) {
-                if (sk_cursor >= sk_end) return false;
-                const int unit = sk_cursor / kNumKBlocks;   // among the tail units
-                tile.k_block = sk_cursor % kNumKBlocks;
-                tile.num_k_blocks = min_of(kNumKBlocks - tile.k_block, sk_end - sk_cursor);
-                sk_cursor += tile.num_k_blocks;
-                tile.piece = tile.k_block > 0 ? kPartialPiece
-                           : tile.num_k_blocks == kNumKBlocks ? kWholeTile : kOwnerPiece;
-                tile.last_peer = ((unit + 1) * kNumKBlocks - 1) / sk_per_cluster;
-                index = dp_tiles + unit * kUnitTiles + static_cast<int>(blockIdx.x) % kUnitTiles;
-            } else if (t >= num_tiles) {
-                return false;
-            }
-            rasterize(index, num_m_blocks, tile.m_block, tile.n_block);
+            rasterize(t, num_m_blocks, tile.m_block, tile.n_block);
             tile.row = tile.local_row = tile.m_block * Cfg::kBlockM;
             tile.row_limit = rows;
             tile.group = 0;

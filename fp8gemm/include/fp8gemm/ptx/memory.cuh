@@ -110,22 +110,3 @@ FP8GEMM_DEVICE Float4 load_global_nc_f32x4(const float* ptr) {
 }
 
 }  // namespace fp8gemm::ptx
-
-namespace fp8gemm::ptx {
-
-// Four consecutive FP32 values to global memory (16-byte aligned): one STG.128.
-FP8GEMM_DEVICE void store_global_f32x4(float* ptr, const Float4& v) {
-    asm volatile("st.global.v4.f32 [%0], {%1, %2, %3, %4};" :: "l"(ptr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
-                 : "memory");
-}
-
-// Four consecutive FP32 values (16-byte aligned) from L2, never from this SM's L1: data that another
-// SM wrote during this kernel (after an acquire that made it visible).
-FP8GEMM_DEVICE Float4 load_global_cg_f32x4(const float* ptr) {
-    Float4 v;
-    asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
-                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "l"(ptr) : "memory");
-    return v;
-}
-
-}  // namespace fp8gemm::ptx

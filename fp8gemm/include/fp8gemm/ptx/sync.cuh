@@ -1,5 +1,4 @@
-// CTA-level synchronisation, register reallocation and grid-level flags (PTX ISA "bar", "setmaxnreg",
-// "st.release", "ld.acquire").
+// CTA-level synchronisation and register reallocation (PTX ISA "bar", "setmaxnreg").
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 
@@ -32,23 +31,6 @@ FP8GEMM_DEVICE V warp_uniform(V value) {
 // `value` as lane `src_lane` of the warp holds it.
 FP8GEMM_DEVICE float lane_value(float value, int src_lane) {
     return __shfl_sync(0xffffffff, value, src_lane);
-}
-
-// Flags between CTAs of one grid (PTX ISA memory consistency model: release / acquire at gpu scope).
-// Raises the flag: every write this thread made, or saw through a barrier, is visible to whoever
-// acquires it.
-FP8GEMM_DEVICE void flag_release(int* flag) {
-    asm volatile("st.release.gpu.global.b32 [%0], %1;" :: "l"(flag), "r"(1) : "memory");
-}
-
-// Waits for the flag to be raised (acquire: what was written before the release is visible after),
-// then lowers it for the next launch.
-FP8GEMM_DEVICE void flag_acquire_and_clear(int* flag) {
-    int raised = 0;
-    do {
-        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(raised) : "l"(flag) : "memory");
-    } while (raised == 0);
-    asm volatile("st.relaxed.gpu.global.b32 [%0], %1;" :: "l"(flag), "r"(0) : "memory");
 }
 
 FP8GEMM_DEVICE uint32_t lane_id() {

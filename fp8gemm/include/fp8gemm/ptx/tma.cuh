@@ -77,3 +77,15 @@ FP8GEMM_DEVICE void tma_reduce_add_3d(const TensorMap* map, uint32_t src, int32_
 }
 
 }  // namespace fp8gemm::ptx
+
+namespace fp8gemm::ptx {
+
+// Starts bringing a 3D tile (one box of the tensor map at these coordinates) into L2, asynchronously
+// and with no completion to wait for; nothing lands in shared memory.
+FP8GEMM_DEVICE void tma_prefetch_l2_3d(const TensorMap* map, int32_t c0, int32_t c1, int32_t c2) {
+    asm volatile("cp.async.bulk.prefetch.tensor.3d.L2.global.tile [%0, {%1, %2, %3}];"
+                 :: "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+
+}  // namespace fp8gemm::ptx

@@ -196,6 +196,25 @@ def test_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, 
     _check(_run(x, out), x)
 
 
+# Two-warpgroup tiles (one and two 64-row chains per warpgroup) hold their B scales across the lanes
+# too: 33 K blocks (the second slot holds one), 97 (4 slots), tiles across two B scale blocks (BN 192
+# and 160), and 129 K blocks (more than 4 slots: loaded per K block instead).
+TWO_WARPGROUPS = [((128, 128), (129, 1024, 4224)), ((256, 128), (300, 512, 12416)),
+                  ((128, 192), (200, 2112, 4224)), ((128, 160), (129, 1000, 2064)),
+                  ((256, 128), (257, 384, 16512)), ((128, 192), (65, 576, 16512))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), TWO_WARPGROUPS,
+                         ids=[f"{t[0]}x{t[1]}-k{s[2]}" for t, s in TWO_WARPGROUPS])
+def test_two_warpgroup_tiles_lane_held_scales(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int],
+                                              shape: tuple[int, int, int]) -> None:
+    _force_tiles(monkeypatch, *tiles)
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=m + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
 def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> None:
     _force_tiles(monkeypatch, 64, 32, k_splits=3)   # 57 K blocks: slices of 19, 19, 19
     x = make_dense_inputs(33, 2056, 7184, seed=5)

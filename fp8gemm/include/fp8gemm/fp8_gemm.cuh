@@ -69,10 +69,14 @@ struct GemmTraits {
     static constexpr int kMaxOverlapBlockN = kNumMathWarpgroups == 1 ? 128 : 96;
     static constexpr int kOverlapDepth =
         kChains > 1 || Cfg::kBlockN > kMaxOverlapBlockN ? 1 : Cfg::kBlockN <= 32 ? 4 : 2;
-    // NOTES: the overlapped (decode) loop keeps its tile's B scales in registers spread over the
-    // lanes, loaded (coalesced) when the tile is fetched: lane j holds K block 32 i + j of the tile
-    // in slot i, and a K block's scale is one shuffle. H200, tools/ab_kernel.py, against a global
-    // load for every K block in the same run: 64x7168x2048 6.9 -> 6.1 us, 128x7168x2048 8.4 -> 7.6,
+    // NOTES: every main loop keeps its tile's B scales in registers spread over the lanes, loaded
+    // (coalesced) when the tile is fetched: lane j holds K block 32 i + j of the tile in slot i, and
+    // a K block's scale is one shuffle. H200, tools/ab_kernel.py, two-warpgroup loops against a
+    // global load one K block ahead, same run: 4096x2112x7168 102.2 -> 98.8 us, 4096x7168x2048
+    // 96.4 -> 94.2, 4096x7168x16384 685.1 -> 674.1, contiguous 8 x 4096 N 7168 K 2048 755.5 ->
+    // 734.3, masked 4 x 256 N 4096 52.5 -> 49.7, masked 32 x 192 560.9 -> 551.3, the rest within
+    // 1% (SASS: 6-15 fewer instructions per chain on the 128-row tiles). The overlapped (decode)
+    // loop, against a global load for every K block in the same run: 64x7168x2048 6.9 -> 6.1 us, 128x7168x2048 8.4 -> 7.6,
     // 64x32768x512 8.8 -> 7.8, 64x7168x16384 34.8 -> 33.6, 64x24576x1536 13.2 -> 12.9, 128x4096x7168
     // 13.5 -> 13.3, the rest within 1%; against the previous code (the first K block's scale from
     // the fetch, the others loaded) in perf_check: 6.6 -> 6.1, 8.1 -> 7.8, 34.4 -> 33.6, 7.6 -> 7.8.
@@ -81,7 +85,7 @@ struct GemmTraits {
     // misses, that cost. Up to 4 slots (128 K blocks per tile); longer tiles load per K block.
     static constexpr int kTileKBlocks = ceil_div(kNumKBlocks, Cfg::kKSplits);
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
-    static constexpr bool kLaneScales = kOverlapDepth > 1 && kLaneScaleSlots <= 4;
+    static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
     // inside a 128-column scale block of B. The column where a tile's second B scale block starts
     // is therefore a multiple of g; the kernel is instantiated once per possible column, so that
@@ -338,7 +342,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         const int row_in_chain = warp * 16 + lane / 4;   // accumulator rows: this one and +8
         float acc[T::kChains][T::kAccumRegs];
         float partial[T::kAccumRegs];
-        // The tile's B scales, lane-held (T::kLaneScales; see fetch_tile and run_overlapped).
+        // The tile's B scales, lane-held (T::kLaneScales; see fetch_tile and next_scale_slot).
         float lane_b0[T::kLaneScales ? T::kLaneScaleSlots : 1];
         float lane_b1[T::kLaneScales ? T::kLaneScaleSlots : 1];
         int stage = 0;
@@ -368,6 +372,20 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             const int scale_row = t.n_block * BN / kBlockK;
             const float* row0 = sb + (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
             return BScales{row0, row0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0)};
+        };
+
+        // Every 32 K blocks the next slot of lane-held B scales moves into slot 0 (an overlapped
+        // loop's rounds of kDepth, a divisor of 32, never straddle such a boundary).
+        auto next_scale_slot = [&](int kb, int k_begin) {
+            if constexpr (T::kLaneScales && T::kLaneScaleSlots > 1) {
+                if (kb != k_begin && (kb - k_begin) % 32 == 0) {
+#pragma unroll
+                    for (int i = 0; i + 1 < T::kLaneScaleSlots; ++i) {
+                        lane_b0[i] = lane_b0[i + 1];
+                        lane_b1[i] = lane_b1[i + 1];
+                    }
+                }
+            }
         };
 
         // The main loop of a one-chain tile whose K blocks overlap (T::kOverlapDepth > 1): the
@@ -413,22 +431,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 release_stage(p.stage);
                 promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
             };
-            // Every 32 K blocks the next slot of lane-held B scales moves into slot 0 (rounds of
-            // kDepth, a divisor of 32, never straddle such a boundary).
-            auto next_scale_slot = [&](int kb) {
-                if constexpr (T::kLaneScales && T::kLaneScaleSlots > 1) {
-                    if (kb != k_begin && (kb - k_begin) % 32 == 0) {
-#pragma unroll
-                        for (int i = 0; i + 1 < T::kLaneScaleSlots; ++i) {
-                            lane_b0[i] = lane_b0[i + 1];
-                            lane_b1[i] = lane_b1[i + 1];
-                        }
-                    }
-                }
-            };
             int kb = k_begin;
             for (; kb + kDepth <= k_end; kb += kDepth) {
-                next_scale_slot(kb);
+                next_scale_slot(kb, k_begin);
 #pragma unroll
                 for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i]);
 #pragma unroll
@@ -438,7 +443,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 }
             }
             for (; kb < k_end; ++kb) {
-                next_scale_slot(kb);
+                next_scale_slot(kb, k_begin);
                 issue(part[0], kb, pending[0]);
                 ptx::wgmma_wait<0>();
                 finish(part[0], pending[0]);
@@ -460,14 +465,20 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 run_overlapped(scales, k_begin, k_end, boundary, first_b0, first_b1);
                 return;
             }
-            // NOTES: B scales are read one K block ahead (global, L1/L2 hits), so their latency
-            // hides behind a whole K block.
+            // B scales: lane-held (T::kLaneScales), else read one K block ahead (global, L1/L2
+            // hits), so that their latency hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;
             for (int kb = k_begin; kb < k_end; ++kb) {
-                const float scale_b0 = next_b0, scale_b1 = next_b1;
-                const int kb_next = min_of(kb + 1, k_end - 1);
-                next_b0 = ptx::load_global_nc(scales.row0 + kb_next);
-                if (kTwoBlocks) next_b1 = ptx::load_global_nc(scales.row1 + kb_next);
+                float scale_b0 = next_b0, scale_b1 = next_b1;
+                if constexpr (T::kLaneScales) {
+                    next_scale_slot(kb, k_begin);
+                    scale_b0 = ptx::lane_value(lane_b0[0], (kb - k_begin) % 32);
+                    scale_b1 = kTwoBlocks ? ptx::lane_value(lane_b1[0], (kb - k_begin) % 32) : 0.0f;
+                } else {
+                    const int kb_next = min_of(kb + 1, k_end - 1);
+                    next_b0 = ptx::load_global_nc(scales.row0 + kb_next);
+                    if (kTwoBlocks) next_b1 = ptx::load_global_nc(scales.row1 + kb_next);
+                }
 
                 ptx::mbarrier_wait(full + 8 * stage, phase);
 #pragma unroll

@@ -28,7 +28,8 @@ def tma_boxes(config: GemmConfig) -> dict[str, TmaBox]:
 
     A and B: 128 FP8 columns (one K block) by the tile's rows, or half of them when the operand is
     multicast (each CTA of the pair loads one half), with the 128-byte swizzle the wgmma
-    descriptors expect. The A scales: the tile's rows of one K block's column, unswizzled. D: one
+    descriptors expect. The A scales: the tile's rows of one K block's column (a_scale_chunk
+    columns for the overlapped decode loops), unswizzled. D: one
     store slab of 64 rows by `store_slab_cols` BF16 columns, swizzled as the staging layout writes it.
     """
     half_a = 2 if config.multicast == "a" else 1
@@ -37,7 +38,7 @@ def tma_boxes(config: GemmConfig) -> dict[str, TmaBox]:
     return {
         "a": TmaBox(BLOCK_K, config.block_m // half_a, 128),
         "b": TmaBox(BLOCK_K, config.block_n // half_b, 128),
-        "sa": TmaBox(config.block_m, 1, 0),
+        "sa": TmaBox(config.block_m, config.a_scale_chunk, 0),
         "d": TmaBox(slab, 64, slab * 2),
     }
 
@@ -95,9 +96,11 @@ struct Config {{
     static constexpr int kStoreSlabCols = {config.store_slab_cols};
     static constexpr int kSmemBytes = {config.smem_bytes};
     static constexpr int kKSplits = {config.k_splits};
+    static constexpr int kSAChunk = {config.a_scale_chunk};
     static constexpr int kBoxRowsA = {boxes["a"].rows};    // TMA boxes the launcher encodes
     static constexpr int kBoxRowsB = {boxes["b"].rows};
     static constexpr int kBoxRowsSA = {boxes["sa"].cols};
+    static constexpr int kBoxKBlocksSA = {boxes["sa"].rows};
     static constexpr int kBoxColsD = {boxes["d"].cols};
     static constexpr int kSwizzleD = {boxes["d"].swizzle};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;

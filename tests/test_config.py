@@ -67,9 +67,13 @@ def test_config_is_valid_for_the_kernel(layout: str, m: int, n: int, k: int, gro
 def test_smem_arithmetic_matches_the_layout() -> None:
     # store tile + stages x (A + B + A scales) + barriers + alignment slack; the kernel static_asserts it.
     assert smem_bytes(128, 128, 5) == 128 * 128 * 2 + 5 * (128 * 128 + 128 * 128 + 512) + 80 + 1024
-    assert smem_bytes(64, 16, 1) == 2048 + (64 * 128 + 16 * 128 + 256) + 16 + 1024
+    # A decode tile: its A scales come in chunks of 8 K blocks, ceil(1 / 8) + 1 = 2 buffers of 64 x 8
+    # FP32, each with a barrier.
+    assert smem_bytes(64, 16, 1) == 2048 + (64 * 128 + 16 * 128) + 2 * 64 * 8 * 4 + (2 + 2) * 8 + 1024
     # Split-K: the staging space holds a slice's FP32 sums, and two more barriers.
-    assert smem_bytes(64, 32, 2, k_splits=2) == 64 * 32 * 4 + 2 * (64 * 128 + 32 * 128 + 256) + 32 + 16 + 1024
+    assert smem_bytes(64, 32, 2, k_splits=2) == (64 * 32 * 4 + 2 * (64 * 128 + 32 * 128) + 2 * 64 * 8 * 4
+                                                 + (2 * 2 + 2) * 8 + 16 + 1024)
+    assert smem_bytes(256, 128, 3) == 256 * 128 * 2 + 3 * (256 * 128 + 128 * 128 + 1024) + 3 * 2 * 8 + 1024
 
 
 def test_scale_block_crossing() -> None:
@@ -145,7 +149,9 @@ def test_tma_boxes_match_the_tiles_the_kernel_loads(layout: str, m: int, n: int,
     assert (box["a"].cols, box["a"].rows) == (BLOCK_K, c.block_m // (2 if c.multicast == "a" else 1))
     assert (box["b"].cols, box["b"].rows) == (BLOCK_K, c.block_n // (2 if c.multicast == "b" else 1))
     assert box["a"].swizzle == box["b"].swizzle == 128  # what the wgmma descriptors assume
-    assert (box["sa"].cols, box["sa"].rows, box["sa"].swizzle) == (c.block_m, 1, 0)
+    # the overlapped (decode) loops take A's scales 8 K blocks per load, the others one per stage
+    assert (box["sa"].cols, box["sa"].rows, box["sa"].swizzle) == (c.block_m, c.a_scale_chunk, 0)
+    assert c.a_scale_chunk == (8 if c.block_m <= 128 and c.block_n <= (128 if c.block_m == 64 else 96) else 1)
     assert (box["d"].cols, box["d"].rows, box["d"].swizzle) == (c.store_slab_cols, 64, 2 * c.store_slab_cols)
     # The generated source carries them for the kernel's static_asserts.
     src = kernel_source(c)

@@ -63,7 +63,7 @@ def test_dense_arguments_and_dimensions(log: list, monkeypatch: pytest.MonkeyPat
     assert cluster == config.cluster_size == 1
     assert args[0] == ("map", (K, M), (BLOCK_K, config.block_m))
     assert args[1] == ("map", (K, N), (BLOCK_K, config.block_n))
-    assert args[2] == ("map", (M, K // 128), (config.block_m, 1))
+    assert args[2] == ("map", (M, K // 128), (config.block_m, config.a_scale_chunk))
     assert args[3] == ("map", (N, M), (config.store_slab_cols, 64))
     assert args[4] is sb and args[6] is out
     assert args[5].value == 0  # no m_indices / masked_m
@@ -126,6 +126,6 @@ def test_masked_reads_sa_as_one_2d_map(log: list, monkeypatch: pytest.MonkeyPatc
     args = log[0][4]
     half = 2 if config.multicast == "a" else 1
     assert args[0] == ("map", (k, g * max_m), (BLOCK_K, config.block_m // half))
-    assert args[2] == ("map", (max_m, g * (k // 128)), (config.block_m, 1))
+    assert args[2] == ("map", (max_m, g * (k // 128)), (config.block_m, config.a_scale_chunk))
     assert args[5] is masked_m and args[7].value == max_m
     assert log[0][1] == grid_size(config, g * max_m, 132)

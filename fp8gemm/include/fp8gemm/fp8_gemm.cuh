@@ -113,7 +113,12 @@ struct GemmTraits {
     // The tensor maps' boxes (codegen.tma_boxes) are what the loads and stores below assume.
     static_assert(Cfg::kBoxRowsA == (Cfg::kMulticastA ? Cfg::kBlockM / 2 : Cfg::kBlockM), "A box: tile or half");
     static_assert(Cfg::kBoxRowsB == (Cfg::kMulticastB ? Cfg::kBlockN / 2 : Cfg::kBlockN), "B box: tile or half");
-    static_assert(Cfg::kBoxRowsSA == Cfg::kBlockM, "A-scale box: the tile's rows");
+    static_assert(Cfg::kBoxRowsSA == Cfg::kBlockM && Cfg::kBoxKBlocksSA == Cfg::kSAChunk,
+                  "A-scale box: the tile's rows by one chunk of K blocks");
+    // NOTES: only the overlapped (decode) loops take A's scales in chunks (config.a_scale_chunk has
+    // the measurements); their rounds of kOverlapDepth K blocks never straddle a chunk.
+    static_assert((Cfg::kSAChunk > 1) == (kOverlapDepth > 1) && Cfg::kSAChunk % kOverlapDepth == 0,
+                  "config.py's a_scale_chunk follows the kind of main loop");
     static_assert(Cfg::kBoxColsD == Cfg::kStoreSlabCols && Cfg::kSwizzleD == Cfg::kStoreSlabCols * 2,
                   "D box: one staging slab, swizzled like staged_offset");
     static_assert(Cfg::kKSplits == 1 || (Cfg::kLayout == GemmLayout::kDense && kLoadPeers == 1),
@@ -251,11 +256,13 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
     const uint32_t smem = (smem_addr(smem_raw) + kAlignSlack - 1) & ~uint32_t(kAlignSlack - 1);
     const uint32_t full = smem + L::kBarrierOffset;            // full[s] = full + 8 s
     const uint32_t empty = full + kStages * 8;                 // empty[s] = empty + 8 s
-    const uint32_t sums_ready = empty + kStages * 8;           // split-K only (see sum_k_slices)
+    const uint32_t chunk_free = empty + kStages * 8;           // chunked A scales: buffer c was read
+    const uint32_t sums_ready = chunk_free + (L::kSAChunked ? L::kSABuffers : 0) * 8;   // split-K only
     const uint32_t sums_free = sums_ready + 8;
     auto a_tile = [&](int s) { return smem + L::kAOffset + s * L::kABytes; };
     auto b_tile = [&](int s) { return smem + L::kBOffset + s * L::kBBytes; };
-    auto a_scales = [&](int s) { return smem + L::kSAOffset + s * L::kSABytes; };
+    // A scales of buffer `b` (a stage's, or a chunk's), K block `col` of the chunk ([col][row]).
+    auto a_scales = [&](uint32_t b, int col) { return smem + L::kSAOffset + b * L::kSABytes + col * (BM * 4); };
 
     // NOTES: made warp-uniform (shfl) so that descriptors and addresses built from it stay in
     // uniform registers (no R2UR per K block).
@@ -274,6 +281,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // the peer CTA writes into our stage too, so it must wait for our consumers as well.
             ptx::mbarrier_init(empty + 8 * s, T::kLoadPeers * T::kNumMathWarpgroups * 4);
         }
+        // Chunked A scales are this CTA's own loads, read by its own math warps only.
+        if (L::kSAChunked)
+            for (int c = 0; c < L::kSABuffers; ++c) ptx::mbarrier_init(chunk_free + 8 * c, T::kNumMathWarpgroups * 4);
         if (T::kSplitK) {
             ptx::mbarrier_init(sums_ready, (Cfg::kKSplits - 1) * T::kNumMathThreads);
             ptx::mbarrier_init(sums_free, T::kNumMathThreads);
@@ -293,13 +303,26 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             Tile tile;
             int stage = 0;
             uint32_t phase = 0;
+            uint32_t chunk = 0, chunk_phase = 0;   // chunked A scales: the ring position
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
                 const int sa_col = Cfg::kLayout == GemmLayout::kMasked ? tile.group * T::kNumKBlocks : 0;
-                auto load_k_block = [&](int kb) {
+                // `offset`: the K block's position in its tile (or split-K slice). Chunked A scales
+                // come with every Cfg::kSAChunk-th one, for it and the next ones (its full barrier).
+                auto load_k_block = [&](int kb, int offset) {
                     const uint32_t full_bar = full + 8 * stage;
                     ptx::mbarrier_wait(empty + 8 * stage, phase ^ 1);
-                    ptx::mbarrier_arrive_expect_tx(full_bar, L::kStageTxBytes);
+                    if (!L::kSAChunked) {
+                        ptx::mbarrier_arrive_expect_tx(full_bar, L::kStageTxBytes);
+                        ptx::tma_load_2d(a_scales(stage, 0), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
+                    } else if (offset % Cfg::kSAChunk == 0) {
+                        ptx::mbarrier_wait(chunk_free + 8 * chunk, chunk_phase ^ 1);
+                        ptx::mbarrier_arrive_expect_tx(full_bar, L::kStageTxBytes + L::kChunkTxBytes);
+                        ptx::tma_load_2d(a_scales(chunk, 0), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
+                        if (++chunk == L::kSABuffers) chunk = 0, chunk_phase ^= 1;
+                    } else {
+                        ptx::mbarrier_arrive_expect_tx(full_bar, L::kStageTxBytes);
+                    }
                     const int k = kb * kBlockK;
                     // NOTES: with multicast, each CTA of the pair loads half of the shared tile and
                     // delivers it to both, halving that operand's traffic from L2. A grouped pair
@@ -321,16 +344,16 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     } else {
                         ptx::tma_load_2d(b_tile(stage), &tmap_b, full_bar, k, b_row);
                     }
-                    ptx::tma_load_2d(a_scales(stage), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
                     if (++stage == kStages) stage = 0, phase ^= 1;
                 };
                 if constexpr (T::kSplitK) {
                     // NOTES: not unrolled: a slice's short trip count, bounded at compile time, was
                     // unrolled whole and spilled the producer's 40 registers (252 B, 4 slices).
 #pragma unroll 1
-                    for (int kb = tile.k_block; kb < tile.k_block + tile.num_k_blocks; ++kb) load_k_block(kb);
+                    for (int kb = tile.k_block; kb < tile.k_block + tile.num_k_blocks; ++kb)
+                        load_k_block(kb, kb - tile.k_block);
                 } else {
-                    for (int kb = 0; kb < T::kNumKBlocks; ++kb) load_k_block(kb);
+                    for (int kb = 0; kb < T::kNumKBlocks; ++kb) load_k_block(kb, kb);
                 }
             }
         }
@@ -359,6 +382,14 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 if (T::kLoadPeers > 1) ptx::mbarrier_arrive_cluster(empty + 8 * s, lane);
                 else ptx::mbarrier_arrive(empty + 8 * s);
             }
+        };
+        // Chunked A scales: the buffer the math is in (the producer's sequence). A warp frees it
+        // right after releasing the stage of the chunk's last K block (whose __syncwarp ordered
+        // every lane's scale reads before).
+        uint32_t chunk = 0;
+        auto free_chunk = [&]() {
+            if (lane == 0) ptx::mbarrier_arrive(chunk_free + 8 * chunk);
+            if (++chunk == L::kSABuffers) chunk = 0;
         };
 
         // A tile's B scales: the rows of its (at most two) 128-column scale blocks, from its first
@@ -406,8 +437,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 float a0, a1, b0, b1;
             };
             Pending pending[kDepth];
-            // Waits for the K block's stage, reads its scales, issues its wgmma into `part`.
-            auto issue = [&](float* part, int kb, Pending& p) {
+            // Waits for the K block's stage, reads its scales (A's: chunked, at `sa`), issues its
+            // wgmma into `part`.
+            auto issue = [&](float* part, int kb, Pending& p, uint32_t sa) {
                 if constexpr (T::kLaneScales) {
                     p.b0 = ptx::lane_value(lane_b0[0], (kb - k_begin) % 32);
                     p.b1 = !kTwoBlocks ? 0.0f : ptx::lane_value(lane_b1[0], (kb - k_begin) % 32);
@@ -417,7 +449,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     p.b1 = !kTwoBlocks ? 0.0f : first ? first_b1 : ptx::load_global_nc(scales.row1 + kb);
                 }
                 ptx::mbarrier_wait(full + 8 * stage, phase);
-                const uint32_t sa_row = a_scales(stage) + (chain_row<Cfg>(warpgroup, 0) + row_in_chain) * 4;
+                const uint32_t sa_row =
+                    (L::kSAChunked ? sa : a_scales(stage, 0)) + (chain_row<Cfg>(warpgroup, 0) + row_in_chain) * 4;
                 p.a0 = ptx::load_shared_f32(sa_row);
                 p.a1 = ptx::load_shared_f32(sa_row + 8 * 4);
                 p.stage = stage;
@@ -431,22 +464,33 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 release_stage(p.stage);
                 promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
             };
+            // Chunked A scales: the K block's in the current chunk, and the chunk's release once the
+            // K blocks before `next` are done (rounds never straddle a chunk: kDepth divides it).
+            auto chunk_scales = [&](int kb) { return a_scales(chunk, (kb - k_begin) % Cfg::kSAChunk); };
+            auto end_of_round = [&](int next) {
+                if constexpr (L::kSAChunked) {
+                    if ((next - k_begin) % Cfg::kSAChunk == 0 || next == k_end) free_chunk();
+                }
+            };
             int kb = k_begin;
             for (; kb + kDepth <= k_end; kb += kDepth) {
                 next_scale_slot(kb, k_begin);
+                const uint32_t sa = L::kSAChunked ? chunk_scales(kb) : 0;
 #pragma unroll
-                for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i]);
+                for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i], sa + i * (BM * 4));
 #pragma unroll
                 for (int i = 0; i < kDepth; ++i) {
                     ptx::wgmma_wait_pending(kDepth - 1 - i);
                     finish(part[i], pending[i]);
                 }
+                end_of_round(kb + kDepth);
             }
             for (; kb < k_end; ++kb) {
                 next_scale_slot(kb, k_begin);
-                issue(part[0], kb, pending[0]);
+                issue(part[0], kb, pending[0], L::kSAChunked ? chunk_scales(kb) : 0);
                 ptx::wgmma_wait<0>();
                 finish(part[0], pending[0]);
+                end_of_round(kb + 1);
             }
         };
 
@@ -485,7 +529,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 for (int c = 0; c < T::kChains; ++c) {
                     // A scales first (shared memory, this stage), then the wgmma; the scale
                     // products are formed while the tensor cores run.
-                    const uint32_t sa_row = a_scales(stage) + (chain_row<Cfg>(warpgroup, c) + row_in_chain) * 4;
+                    const uint32_t sa_row = a_scales(stage, 0) + (chain_row<Cfg>(warpgroup, c) + row_in_chain) * 4;
                     const float scale_a0 = ptx::load_shared_f32(sa_row);
                     const float scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
                     issue_chain<Cfg>(partial,
@@ -673,6 +717,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 for (int kb = 0; kb < k_count; ++kb) {
                     ptx::mbarrier_wait(full + 8 * stage, phase);
                     release_stage(stage);
+                    if (L::kSAChunked && ((kb + 1) % Cfg::kSAChunk == 0 || kb + 1 == k_count)) free_chunk();
                     if (++stage == kStages) stage = 0, phase ^= 1;
                 }
             } else {

@@ -20,20 +20,29 @@ struct SmemLayout {
     static constexpr int kStoreBytes = round_up(Cfg::kBlockM * Cfg::kBlockN * (kSplitK ? 4 : 2), 1024);
     static constexpr int kABytes = Cfg::kBlockM * kBlockK;       // FP8 A tile of one stage
     static constexpr int kBBytes = Cfg::kBlockN * kBlockK;       // FP8 B tile of one stage
-    static constexpr int kSABytes = round_up(Cfg::kBlockM * 4, 128);  // FP32 A scales of one stage
+    // FP32 A scales ([K block][row]): one buffer per stage, or (Cfg::kSAChunk > 1, the overlapped
+    // decode loops) a ring of buffers of kSAChunk K blocks each, loaded by one TMA with the chunk's
+    // first K block, enough buffers that the producer, up to kStages K blocks ahead, never waits.
+    static constexpr bool kSAChunked = Cfg::kSAChunk > 1;
+    static constexpr int kSABytes = round_up(Cfg::kBlockM * Cfg::kSAChunk * 4, 128);
+    static constexpr int kSABuffers = kSAChunked ? ceil_div(Cfg::kStages, Cfg::kSAChunk) + 1 : Cfg::kStages;
 
     static constexpr int kAOffset = kStoreBytes;
     static constexpr int kBOffset = kAOffset + Cfg::kStages * kABytes;
     static constexpr int kSAOffset = kBOffset + Cfg::kStages * kBBytes;
-    static constexpr int kBarrierOffset = kSAOffset + Cfg::kStages * kSABytes;
-    // full[kStages], empty[kStages]; split-K adds sums_ready (rank 0: the other slices' sums are in
-    // their shared memory) and sums_free (the other slices: rank 0 has read them).
-    static constexpr int kBytes = kBarrierOffset + 2 * Cfg::kStages * 8 + (kSplitK ? 2 * 8 : 0);
+    static constexpr int kBarrierOffset = kSAOffset + kSABuffers * kSABytes;
+    // full[kStages], empty[kStages], chunk_free[kSABuffers] (chunked A scales only); split-K adds
+    // sums_ready (rank 0: the other slices' sums are in their shared memory) and sums_free (the
+    // other slices: rank 0 has read them).
+    static constexpr int kBarriers = 2 * Cfg::kStages + (kSAChunked ? kSABuffers : 0) + (kSplitK ? 2 : 0);
+    static constexpr int kBytes = kBarrierOffset + kBarriers * 8;
     static constexpr int kDynamicBytes = kBytes + kAlignSlack;
 
     // Bytes landing in one CTA's stage per k-block: the full A and B tiles (half of one of them
-    // may come from the cluster peer's multicast) and the A scales.
-    static constexpr uint32_t kStageTxBytes = kABytes + kBBytes + Cfg::kBlockM * 4;
+    // may come from the cluster peer's multicast) and the A scales (chunked: a chunk's first K block
+    // brings kChunkTxBytes more, its whole box).
+    static constexpr uint32_t kStageTxBytes = kABytes + kBBytes + (kSAChunked ? 0 : Cfg::kBlockM * 4);
+    static constexpr uint32_t kChunkTxBytes = Cfg::kBlockM * Cfg::kSAChunk * 4;
 
     static_assert(kABytes % 1024 == 0 && kBBytes % 1024 == 0, "tiles must keep 1024-B alignment");
 };

@@ -189,9 +189,14 @@ OVERLAPPED = [((64, 16), (1, 520, 640)), ((64, 32), (7, 1032, 1040)), ((64, 128)
 @pytest.mark.parametrize(("tiles", "shape"), OVERLAPPED, ids=[f"{t[0]}x{t[1]}" for t, _ in OVERLAPPED])
 def test_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int],
                              shape: tuple[int, int, int]) -> None:
+    _check_forced_tiles(monkeypatch, tiles, shape, seed=shape[0] + shape[1])
+
+
+def _check_forced_tiles(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int], shape: tuple[int, int, int],
+                        seed: int) -> None:
     _force_tiles(monkeypatch, *tiles)
     m, n, k = shape
-    x = make_dense_inputs(m, n, k, seed=m + n)
+    x = make_dense_inputs(m, n, k, seed=seed)
     out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
     _check(_run(x, out), x)
 
@@ -208,11 +213,7 @@ TWO_WARPGROUPS = [((128, 128), (129, 1024, 4224)), ((256, 128), (300, 512, 12416
                          ids=[f"{t[0]}x{t[1]}-k{s[2]}" for t, s in TWO_WARPGROUPS])
 def test_two_warpgroup_tiles_lane_held_scales(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int],
                                               shape: tuple[int, int, int]) -> None:
-    _force_tiles(monkeypatch, *tiles)
-    m, n, k = shape
-    x = make_dense_inputs(m, n, k, seed=m + k)
-    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
-    _check(_run(x, out), x)
+    _check_forced_tiles(monkeypatch, tiles, shape, seed=shape[0] + shape[2])
 
 
 def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> None:

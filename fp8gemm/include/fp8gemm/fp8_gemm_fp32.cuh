@@ -231,10 +231,11 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 const int k_end = tile.k_block + tile.num_k_blocks;
                 // NOTES: when the output is added to (D += acc), the tile's D is brought into L2
                 // during its last K blocks, one TMA box per K block, so that the epilogue's TMA
-                // reductions find it there; without it every CTA reads its tile's D from HBM in the
-                // same moment (tiles run in step) and the math waits. Only for short tiles
-                // (kPrefetchMaxKBlocks): longer ones amortize the reduction, and the groups that
-                // have them fill L2 with their operands (the prefetch then evicts those).
+                // reductions find it there rather than every CTA reading its tile's D from HBM in
+                // the same moment (tiles run in step). Only for short tiles (kPrefetchMaxKBlocks):
+                // longer ones amortize the reduction, and the groups that have them fill L2 with
+                // their operands (the prefetch then evicts those). Dense GEMMs with K <= 3072 take
+                // it too; their speed with it was not measured.
                 // H200, CUPTI, one run: k-grouped (16, 4096, 7168, ~2048) 2435 -> 2201 us (805 -> 890
                 // TFLOPS), (16, 7168, 2048, ~2048) 1228 -> 1119 us; all at once 4 K blocks before the
                 // end: 2239 / 1137 us. Prefetching every tile's D cost (8, 7168, 2048, ~4096) 2% and

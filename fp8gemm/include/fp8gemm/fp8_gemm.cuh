@@ -2,7 +2,8 @@
 //   D[m, n] = bf16( sum_kb  sa[m, kb] * sb[n / 128, kb] * sum_{k in kb} A[m, k] * B[n, k] )
 //
 // Persistent and warp-specialized. The last warpgroup produces: one thread issues TMA loads of
-// A, B and A's scales into a ring of kStages shared-memory stages (full/empty mbarriers). The
+// A, B and A's scales into a ring of kStages shared-memory stages (full/empty mbarriers; the
+// decode loops' A scales come 8 K blocks per load, in a ring of their own). The
 // other warpgroups compute. A tile of kBlockM rows is cut into 64-row chains; math warpgroup w
 // runs chains w, w + W, ... (W math warpgroups: 1 for 64-row tiles, else 2; 256-row tiles give
 // each warpgroup two chains). Per 128-deep K block a chain is 4 wgmma (k = 32) into a fresh
@@ -76,13 +77,14 @@ struct GemmTraits {
     // 96.4 -> 94.2, 4096x7168x16384 685.1 -> 674.1, contiguous 8 x 4096 N 7168 K 2048 755.5 ->
     // 734.3, masked 4 x 256 N 4096 52.5 -> 49.7, masked 32 x 192 560.9 -> 551.3, the rest within
     // 1% (SASS: 6-15 fewer instructions per chain on the 128-row tiles). The overlapped (decode)
-    // loop, against a global load for every K block in the same run: 64x7168x2048 6.9 -> 6.1 us, 128x7168x2048 8.4 -> 7.6,
-    // 64x32768x512 8.8 -> 7.8, 64x7168x16384 34.8 -> 33.6, 64x24576x1536 13.2 -> 12.9, 128x4096x7168
-    // 13.5 -> 13.3, the rest within 1%; against the previous code (the first K block's scale from
-    // the fetch, the others loaded) in perf_check: 6.6 -> 6.1, 8.1 -> 7.8, 34.4 -> 33.6, 7.6 -> 7.8.
-    // Constant scales (no loads at all) bound it: 64x7168x2048 6.1. Prefetching the scale rows into
-    // L1 at the tile's start did nothing: it is the per-K-block load and its address arithmetic, not
-    // misses, that cost. Up to 4 slots (128 K blocks per tile); longer tiles load per K block.
+    // loop, against a global load for every K block in the same run: 64x7168x2048 6.9 -> 6.1 us,
+    // 128x7168x2048 8.4 -> 7.6, 64x32768x512 8.8 -> 7.8, 64x7168x16384 34.8 -> 33.6, 64x24576x1536
+    // 13.2 -> 12.9, 128x4096x7168 13.5 -> 13.3, the rest within 1%; against the previous code (the
+    // first K block's scale from the fetch, the others loaded) in perf_check: 6.6 -> 6.1, 8.1 ->
+    // 7.8, 34.4 -> 33.6, 7.6 -> 7.8. Constant scales (no loads at all) bound it: 64x7168x2048 6.1.
+    // Prefetching the scale rows into L1 at the tile's start did nothing: it is the per-K-block load
+    // and its address arithmetic, not misses, that cost. Up to 4 slots (128 K blocks per tile);
+    // longer tiles load per K block.
     static constexpr int kTileKBlocks = ceil_div(kNumKBlocks, Cfg::kKSplits);
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;

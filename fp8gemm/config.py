@@ -52,8 +52,9 @@ def overlaps_k_blocks(block_m: int, block_n: int) -> bool:
 # NOTES: the overlapped (decode) loops get A's scales SA_CHUNK K blocks per TMA load (a chunk ring;
 # smem_layout.cuh) instead of one small load per stage: H200, with the per-stage load skipped
 # altogether (timing only), 64x4096x7168 11.8 -> 10.1 us, 64x2112x7168 8.6 -> 7.8, 128x4096x7168
-# 13.4 -> 12.8. The other loops keep one per stage: the chunk bookkeeping cost them 7-13 instructions
-# per chain (SASS), against 3% measured for no loads at all on 4096x32768x512.
+# 13.4 -> 12.8; as built (perf_check, 6f89149) 64x4096x7168 11.7 -> 10.9, the other decode shapes
+# within the 1-2% run-to-run spread. The other loops keep one per stage: the chunk bookkeeping cost
+# them 7-13 instructions per chain (SASS), against 3% measured for no loads at all on 4096x32768x512.
 SA_CHUNK = 8
 
 

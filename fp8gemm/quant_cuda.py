@@ -22,10 +22,10 @@ __all__ = ["supports", "per_token_cast_to_fp8_cuda", "cast_supported", "kernel_s
 
 THREADS = 256
 # NOTES: UNROLL: tasks (128-wide blocks of a row) per lane group, i.e. 16-byte loads each thread
-# issues at once. Chosen from the H200 sweeps of tools/host_cast_check.py (BENCHMARKS.md): unroll 4
-# where the tasks fill the GPU (3.3-3.4 TB/s at [4096, 7168] and [16384, 7168]), unroll 1 where one
-# thread per task fits in one wave (at [64, 7168] the kernel is a single dependent chain: 1.98 us,
-# 2.6 at unroll 4).
+# issues at once. Chosen from H200 sweeps (tools/host_cast_check.py; BENCHMARKS.md): unroll 4 where
+# the tasks fill the GPU (3.85 / 3.81 TB/s at [4096, 7168] / [16384, 7168]; unroll 2 3.76 / 3.68,
+# unroll 8 3.16 / 3.26, 512-thread blocks 3.59 / 3.68), unroll 1 where one thread per task fits in
+# one wave (at [64, 7168] the kernel is a single dependent chain: 1.92 us, 2.43 at unroll 4).
 UNROLL = 4
 SMALL_UNROLL = 1
 _MAX_THREADS_PER_SM = 2048
@@ -49,9 +49,8 @@ def kernel_source(dtype: torch.dtype, unroll: int = UNROLL) -> str:
 
 extern "C" __global__ void __launch_bounds__({THREADS}) {kernel_name(dtype, unroll)}(
         const fp8gemm::uint8_t* x, fp8gemm::uint8_t* q, float* scales, int groups, int rows, int scale_rows,
-        int k, long long scale_row_stride, long long scale_kb_stride, long long scale_group_stride) {{
-    fp8gemm::quant::per_token_cast<{kind}, {unroll}>(
-        x, q, scales, groups, rows, scale_rows, k, scale_row_stride, scale_kb_stride, scale_group_stride);
+        int k) {{
+    fp8gemm::quant::per_token_cast<{kind}, {unroll}>(x, q, scales, groups, rows, scale_rows, k);
 }}
 """
 
@@ -103,8 +102,7 @@ class _Plan:
             unroll = default_unroll(tasks, lanes, num_sms_of(device))
         self.kernel = _kernel(dtype, unroll) if g * m > 0 else None
         self.grid = ((tasks + unroll - 1) // unroll * lanes + THREADS - 1) // THREADS
-        self.scalars = (ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m), ctypes.c_int32(k),
-                        ctypes.c_int64(1), ctypes.c_int64(aligned_m), ctypes.c_int64(kb * aligned_m))
+        self.scalars = (ctypes.c_int32(g), ctypes.c_int32(m), ctypes.c_int32(aligned_m), ctypes.c_int32(k))
         self.scale_shape = (g, kb, aligned_m)
         self.lead = len(shape) == 3
 

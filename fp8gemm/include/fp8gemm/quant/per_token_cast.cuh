@@ -39,19 +39,23 @@ FP8GEMM_DEVICE float rcp_rn(float b) {
     return r;
 }
 
-// a / b correctly rounded, given inv_b = rcp_rn(b): one multiply and two FMAs (Markstein's correction:
-// with a correctly rounded reciprocal and a faithful first quotient, q0 + (a - b*q0) * inv_b rounds to
-// the correctly rounded quotient; underflow cannot occur at the magnitudes a scale allows).
-// NOTES: div.rn.f32 per element costs ~10 instructions and a slow-path branch, which made the kernel
-// ALU-bound at HBM rates on paper; this is 3 per element and still bit-exact.
-FP8GEMM_DEVICE float div_by(float a, float b, float inv_b, bool exact_first) {
+// a / b correctly rounded, given inv_b = rcp_rn(b) and b_finite = min(b, FLT_MAX): one multiply and
+// two FMAs (Markstein's correction: with a correctly rounded reciprocal and a faithful first quotient
+// q0, q0 + (a - b*q0) * inv_b rounds to the correctly rounded quotient; underflow cannot occur at the
+// magnitudes a scale allows).
+// The residual is formed negated, r = b*q0 - a, and subtracted: the same roundings (round to nearest
+// is symmetric), but a zero quotient keeps a's sign (-0 / b = -0), so no copysign is needed.
+// b = inf (an inf in the block): b_finite = FLT_MAX makes r = -a and the result q0 = a * 0 = +-0 for
+// finite a and NaN for a = +-inf, the true quotients, with no per-element select.
+// NOTES: div.rn.f32 per element costs ~10 instructions and a slow-path branch; the kernel is issue-bound
+// at HBM rates (SASS: ~180 instructions per 16 loaded bytes before this form), so every one counts.
+FP8GEMM_DEVICE float div_by(float a, float b_finite, float inv_b) {
     float q0, r, q1;
     // Spelled in PTX so that no contraction or reassociation can change the rounding steps.
     asm("mul.rn.f32 %0, %1, %2;" : "=f"(q0) : "f"(a), "f"(inv_b));
-    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(-b), "f"(q0), "f"(a));
-    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(q1) : "f"(r), "f"(inv_b), "f"(q0));
-    // The correction turns a zero quotient into +0; b > 0, so the quotient's sign is always a's.
-    return exact_first ? q0 : copysignf(q1, a);
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(r) : "f"(b_finite), "f"(q0), "f"(-a));
+    asm("fma.rn.f32 %0, %1, %2, %3;" : "=f"(q1) : "f"(-r), "f"(inv_b), "f"(q0));
+    return q1;
 }
 
 // max that returns NaN when either input is NaN, like torch.amax / torch.clamp.
@@ -98,37 +102,48 @@ FP8GEMM_DEVICE void unpack(const uint32_t (&v)[4], float (&f)[kVec]) {
 // x in 256-byte pieces one row (k * 2 bytes) apart, all over the tensor at once: 2.2-2.3 TB/s on the
 // H200. Front to back, the scattered 4-byte scale stores (one per 128 elements) merge in L2.
 // Rows in [rows, scale_rows) are the scale tensor's TMA padding: they get a zero scale and no q.
-// The host keeps the task count below 2^31 (32-bit index arithmetic: 64-bit division is a slow call).
+// Scales go to the TMA-aligned column-major layout: scale of (group, row, k-block) at
+// (group * kb + k-block) * scale_rows + row. The host keeps the task count, which is also the scale
+// tensor's size, below 2^31: every index but the element offsets is 32-bit.
+
+// Where a lane group is: its task's coordinates, stepped from one task to the next without a division.
+struct Cursor {
+    uint32_t task, group, row, kbi;
+};
+
+struct Shape {
+    uint32_t kb, num_tasks, rows, scale_rows, k;
+};
 
 // One task of one lane: its 16 loaded bytes and where it goes.
 struct Task {
     uint32_t v[4];
     int64_t elem;    // x's and q's element index of the lane's first element
-    int64_t scale;   // the block's scale, in the strided scale tensor
-    uint32_t state;  // bit 0: the lane has data; bit 1: the task exists; bit 2: a real (not padding) row
+    uint32_t scale;  // the block's scale, in the scale tensor
+    bool has_data;   // the lane has 16 bytes of a real row
+    bool exists;     // the task is inside the scale tensor
+    bool real_row;   // not a TMA padding row
 };
 
-struct Shape {
-    const uint8_t* x;
-    uint32_t kb, num_tasks, rows, scale_rows, k;
-    int64_t scale_row_stride, scale_kb_stride, scale_group_stride;
-};
-
-// Work out task `task` for this lane and issue its load (nothing for a task past the end).
+// Work out the cursor's task for this lane and issue its load (nothing for a task past the end).
 template <int kBytes, int kVec>
-FP8GEMM_DEVICE void fetch(const Shape& sh, uint32_t task, int lane, Task& t) {
-    const uint32_t rest = task / sh.kb;
-    const uint32_t kbi = task - rest * sh.kb;
-    const uint32_t row = rest % sh.scale_rows;
-    const uint32_t group = rest / sh.scale_rows;
-    const uint32_t col = kbi * kBlock + uint32_t(lane) * kVec;
-    const bool exists = task < sh.num_tasks, real_row = row < sh.rows;
-    const bool has_data = exists && real_row && col < sh.k;  // k % kVec == 0: whole vectors
-    t.state = uint32_t(has_data) | (uint32_t(exists) << 1) | (uint32_t(real_row) << 2);
-    t.elem = (int64_t(group) * sh.rows + row) * sh.k + col;
-    t.scale = group * sh.scale_group_stride + kbi * sh.scale_kb_stride + row * sh.scale_row_stride;
+FP8GEMM_DEVICE void fetch(const Shape& sh, const uint8_t* x, const Cursor& at, int lane, Task& t) {
+    const uint32_t col = at.kbi * kBlock + uint32_t(lane) * kVec;
+    t.exists = at.task < sh.num_tasks;
+    t.real_row = at.row < sh.rows;
+    t.has_data = t.exists && t.real_row && col < sh.k;  // k % kVec == 0: whole vectors
+    t.elem = int64_t(at.group * sh.rows + at.row) * sh.k + col;
+    t.scale = (at.group * sh.kb + at.kbi) * sh.scale_rows + at.row;
     t.v[0] = t.v[1] = t.v[2] = t.v[3] = 0;
-    if (has_data) load_16b(sh.x + t.elem * kBytes, t.v);
+    if (t.has_data) load_16b(x + t.elem * kBytes, t.v);
+}
+
+FP8GEMM_DEVICE void step(const Shape& sh, Cursor& at) {
+    ++at.task;
+    if (++at.kbi == sh.kb) {
+        at.kbi = 0;
+        if (++at.row == sh.scale_rows) at.row = 0, ++at.group;
+    }
 }
 
 // The block's amax (across the lane group), its scale, and this lane's FP8 values and the scale stored.
@@ -152,19 +167,17 @@ FP8GEMM_DEVICE void convert(const Task& t, int lane, uint8_t* __restrict__ q, fl
     for (int offset = kLanes / 2; offset > 0; offset /= 2)
         amax = max_nan(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
     const float scale = div_rn(max_nan(amax, 1e-4f), 448.0f);
-    // An infinite amax (inf in the block) gives scale = inf and inv_scale = 0: the correction step
-    // would compute inf * 0 = NaN, where the true quotient x / inf is 0; the first product is exact.
     const float inv_scale = rcp_rn(scale);
-    const bool exact_first = inv_scale == 0.0f;
+    const float scale_finite = fminf(scale, 3.402823466e38f);  // see div_by: inf -> FLT_MAX
 
-    if (t.state & 1u) {
+    if (t.has_data) {
         uint32_t packed[kVec / 4];
 #pragma unroll
         for (int i = 0; i < kVec / 4; ++i) {
-            const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale, inv_scale, exact_first),
-                                            div_by(f[4 * i + 1], scale, inv_scale, exact_first));
-            const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale, inv_scale, exact_first),
-                                            div_by(f[4 * i + 3], scale, inv_scale, exact_first));
+            const uint32_t lo = to_e4m3x2(div_by(f[4 * i], scale_finite, inv_scale),
+                                          div_by(f[4 * i + 1], scale_finite, inv_scale));
+            const uint32_t hi = to_e4m3x2(div_by(f[4 * i + 2], scale_finite, inv_scale),
+                                          div_by(f[4 * i + 3], scale_finite, inv_scale));
             packed[i] = lo | (hi << 16);
         }
         uint8_t* dst = q + t.elem;
@@ -177,44 +190,51 @@ FP8GEMM_DEVICE void convert(const Task& t, int lane, uint8_t* __restrict__ q, fl
             asm volatile("st.global.u32 [%0], %1;" :: "l"(dst), "r"(packed[0]) : "memory");
         }
     }
-    if (lane == 0 && (t.state & 2u)) scales[t.scale] = (t.state & 4u) ? scale : 0.0f;
+    if (lane == 0 && t.exists) scales[t.scale] = t.real_row ? scale : 0.0f;
 }
 
 // The grid has a thread per task group: each lane group loads its kUnroll tasks, then converts them.
-// NOTES: measured on the H200 (BENCHMARKS.md) against two other forms, both bit-exact and both slower:
-// a resident grid that loops with the next sweep's loads issued before this sweep's math (2.8-3.1
-// TB/s: the prefetch's index arithmetic and registers cost more than the block launches it saves),
-// and whole rows brought into shared memory by cp.async.bulk, 3 stages of 28 KB per 512-thread block
-// (2.5-2.8 TB/s). This form: 3.3 TB/s at [4096, 7168], 3.4 at [16384, 7168] (unroll 4).
+// NOTES: the kernel is bound by instruction issue, not HBM: at 3.3 TB/s it issued ~180 instructions
+// per lane and task (SASS), about what the SMs issue in the time the bytes take. Stepping the tasks'
+// coordinates instead of dividing per task, 32-bit scale indices and the sign-keeping division
+// (div_by) cut that to ~140: H200, CUPTI, same run, unroll 4: [4096, 7168] 27.1 -> 23.1 us (3.28 ->
+// 3.85 TB/s), [16384, 7168] 104.2 -> 93.4 us (3.42 -> 3.81), [64, 7168] (unroll 1) 1.98 -> 1.92 us.
+// Measured against two other forms, both bit-exact and both slower: a resident grid that loops with
+// the next sweep's loads issued before this sweep's math (2.8-3.1 TB/s: the prefetch's index
+// arithmetic and registers cost more than the block launches it saves), and whole rows brought into
+// shared memory by cp.async.bulk, 3 stages of 28 KB per 512-thread block (2.5-2.8 TB/s).
 template <int kKind, int kUnroll>
 FP8GEMM_DEVICE void per_token_cast(const uint8_t* __restrict__ x, uint8_t* __restrict__ q,
-                                   float* __restrict__ scales, int groups, int rows, int scale_rows, int k,
-                                   int64_t scale_row_stride, int64_t scale_kb_stride,
-                                   int64_t scale_group_stride) {
+                                   float* __restrict__ scales, int groups, int rows, int scale_rows, int k) {
     constexpr int kBytes = Elem<kKind>::kBytes;
     constexpr int kVec = 16 / kBytes;         // elements per 16-byte vector
     constexpr int kLanes = kBlock / kVec;     // lanes per 128-wide block
     static_assert(kLanes == 16 || kLanes == 32, "a block spans a half or a whole warp");
 
     Shape sh;
-    sh.x = x;
     sh.kb = uint32_t(k + kBlock - 1) / kBlock;
     sh.num_tasks = uint32_t(groups) * sh.kb * uint32_t(scale_rows);
     sh.rows = uint32_t(rows);
     sh.scale_rows = uint32_t(scale_rows);
     sh.k = uint32_t(k);
-    sh.scale_row_stride = scale_row_stride;
-    sh.scale_kb_stride = scale_kb_stride;
-    sh.scale_group_stride = scale_group_stride;
 
     const int lane = threadIdx.x % kLanes;
     const uint32_t lane_group = uint32_t((uint64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kLanes);
-    const uint32_t first = lane_group * kUnroll;
+    // NOTES: the only divisions of the kernel: the first task's coordinates; the others are stepped.
+    Cursor at;
+    at.task = lane_group * kUnroll;
+    const uint32_t rest = at.task / sh.kb;
+    at.kbi = at.task - rest * sh.kb;
+    at.group = rest / sh.scale_rows;
+    at.row = rest - at.group * sh.scale_rows;
     // NOTES: all loads of the thread are issued before any use, so each thread keeps kUnroll 16-byte
     // requests in flight. Lanes past the end take part in the butterfly with tasks that do not exist.
     Task task[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) fetch<kBytes, kVec>(sh, first + u, lane, task[u]);
+    for (int u = 0; u < kUnroll; ++u) {
+        fetch<kBytes, kVec>(sh, x, at, lane, task[u]);
+        step(sh, at);
+    }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) convert<kKind, kVec, kLanes>(task[u], lane, q, scales);
 }

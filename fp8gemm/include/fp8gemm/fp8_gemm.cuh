@@ -301,7 +301,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         // NOTES: one thread issues every load. Three threads (one per operand, in three warps) were
         // measured 5-15% slower on large and small shapes alike.
         if (threadIdx.x == T::kNumMathThreads) {
-            TileScheduler<Cfg> scheduler(grouped, rows);
+            TileScheduler<Cfg, false> scheduler(grouped, rows);
             Tile tile;
             int stage = 0;
             uint32_t phase = 0;

@@ -129,9 +129,11 @@ struct Scheduler {
     const int* ks;
     int num_m_blocks, next_index;
     int group = 0, group_first_tile = 0, group_tiles = 0, group_k_block = 0, group_k_blocks = 0;
+    FastDiv band_tiles;   // divides by num_m_blocks * kRasterWidth (see scheduler.cuh's FastDiv)
 
     FP8GEMM_DEVICE Scheduler(const int* ks_, int rows, int dense_k_blocks) : ks(ks_) {
         num_m_blocks = ceil_div(rows, Cfg::kBlockM);
+        band_tiles = FastDiv(uint32_t(max_of(num_m_blocks, 1) * Cfg::kRasterWidth));
         next_index = blockIdx.x;
         if (Cfg::kLayout == Layout::kDense) {
             group_k_blocks = dense_k_blocks;
@@ -159,14 +161,19 @@ struct Scheduler {
             enter_group(group + 1, group_first_tile + group_tiles, group_k_block + group_k_blocks);
         }
         if (group >= Cfg::kNumGroups) return false;
-        const int in_group = t - group_first_tile;
-        const int band = in_group / (num_m_blocks * Cfg::kRasterWidth);
-        const int first_n = band * Cfg::kRasterWidth;
-        const int width = min_of(Cfg::kRasterWidth, kNumNBlocks - first_n);
-        const int in_band = in_group - band * num_m_blocks * Cfg::kRasterWidth;
+        // Bands of kRasterWidth N blocks, the last one narrower: a run-time divisor (FastDiv) and two
+        // constant ones.
+        constexpr uint32_t W = Cfg::kRasterWidth;
+        constexpr uint32_t kLastWidth = kNumNBlocks - (kNumNBlocks - 1) / W * W;
+        const uint32_t in_group = uint32_t(t - group_first_tile);
+        const uint32_t band = band_tiles.div(in_group);
+        const uint32_t first_n = band * W;
+        const uint32_t in_band = in_group - band * uint32_t(num_m_blocks) * W;
+        const bool full = first_n + W <= uint32_t(kNumNBlocks);
+        const uint32_t m = full ? in_band / W : in_band / kLastWidth;
         tile.group = group;
-        tile.m_block = in_band / width;
-        tile.n_block = first_n + in_band % width;
+        tile.m_block = int(m);
+        tile.n_block = int(first_n + in_band - m * (full ? W : kLastWidth));
         tile.k_block = group_k_block;
         tile.num_k_blocks = group_k_blocks;
         return true;

@@ -26,7 +26,12 @@ struct Tile {
     bool multicast;   // the pair's shared operand really is shared (grouped B multicast: same expert)
 };
 
-template <class Cfg>
+template <bool kCond, class Then, class Else> struct TypeIf { using type = Then; };
+template <class Then, class Else> struct TypeIf<false, Then, Else> { using type = Else; };
+
+// kFastDivision: the math warps' copy, whose divisions sit on the critical path (FastDiv); the
+// producer's copy keeps plain divisions, off that path and within the producer's 40 registers.
+template <class Cfg, bool kFastDivision = true>
 struct TileScheduler {
     static constexpr int kNumNBlocks = ceil_div(Cfg::kShapeN, Cfg::kBlockN);
     // NOTES: tiles are visited in bands of kRasterWidth blocks along one dimension, so that the
@@ -46,6 +51,12 @@ struct TileScheduler {
 
     // Masked layout: the group being walked and where its tiles start in the global order.
     int group = 0, group_first_tile = 0, group_m_blocks = 0, group_rows = 0;
+    // rasterize's one run-time divisor (num_m * kRasterWidth along N, else the last band's width along
+    // M) as a FastDiv, worked out once. Masked groups change it per group, where a magic number (a
+    // 64-bit division) would cost more than it saves: they divide plainly, as the producer does.
+    static constexpr bool kUseFastDiv = kFastDivision && Cfg::kLayout != GemmLayout::kMasked;
+    struct NoDivisor {};
+    typename TypeIf<kUseFastDiv, FastDiv, NoDivisor>::type divisor;
 
     FP8GEMM_DEVICE TileScheduler(const int* grouped_, int rows_) : grouped(grouped_), rows(rows_) {
         if (Cfg::kKSplits > 1) {
@@ -61,6 +72,16 @@ struct TileScheduler {
         // computes zeros and stores nothing, rather than leaving a CTA without its partner.
         if (Cfg::kMulticastB) num_m_blocks += num_m_blocks & 1;
         if (Cfg::kLayout == GemmLayout::kMasked) enter_group(0, 0);
+        if constexpr (kUseFastDiv) {
+            const uint32_t m = uint32_t(max_of(num_m_blocks, 1));
+            divisor = FastDiv(kFastN ? m * Cfg::kRasterWidth : m - (m - 1) / Cfg::kRasterWidth * Cfg::kRasterWidth);
+        }
+    }
+
+    // n / d, where d is rasterize's run-time divisor for a grid of num_m blocks along M.
+    FP8GEMM_DEVICE uint32_t divide(uint32_t n, uint32_t d) const {
+        if constexpr (kUseFastDiv) return divisor.div(n);
+        else return n / d;
     }
 
     FP8GEMM_DEVICE void enter_group(int g, int first_tile) {
@@ -74,22 +95,30 @@ struct TileScheduler {
         }
     }
 
-    // Position of tile `t` inside a (num_m x kNumNBlocks) grid, banded for L2 reuse.
-    FP8GEMM_DEVICE static void rasterize(int t, int num_m, int& m_block, int& n_block) {
+    // Position of tile `t` inside a (num_m x kNumNBlocks) grid, banded for L2 reuse: bands of
+    // kRasterWidth blocks along the fast dimension, the last band narrower.
+    FP8GEMM_DEVICE void rasterize(uint32_t t, uint32_t num_m, int& m_block, int& n_block) const {
+        constexpr uint32_t W = Cfg::kRasterWidth;
         if (kFastN) {
-            const int band = t / (num_m * Cfg::kRasterWidth);
-            const int first_n = band * Cfg::kRasterWidth;
-            const int width = min_of(Cfg::kRasterWidth, kNumNBlocks - first_n);
-            const int in_band = t - band * num_m * Cfg::kRasterWidth;
-            m_block = in_band / width;
-            n_block = first_n + in_band % width;
+            constexpr uint32_t kLastWidth = kNumNBlocks - (kNumNBlocks - 1) / W * W;
+            const uint32_t band = divide(t, num_m * W);
+            const uint32_t first_n = band * W;
+            const uint32_t in_band = t - band * num_m * W;
+            // NOTES: the band width is one of two constants, so both divisions are by constants.
+            const uint32_t m = first_n + W <= uint32_t(kNumNBlocks) ? in_band / W : in_band / kLastWidth;
+            const uint32_t width = first_n + W <= uint32_t(kNumNBlocks) ? W : kLastWidth;
+            m_block = int(m);
+            n_block = int(first_n + in_band - m * width);
         } else {
-            const int band = t / (kNumNBlocks * Cfg::kRasterWidth);
-            const int first_m = band * Cfg::kRasterWidth;
-            const int width = min_of(Cfg::kRasterWidth, num_m - first_m);
-            const int in_band = t - band * kNumNBlocks * Cfg::kRasterWidth;
-            n_block = in_band / width;
-            m_block = first_m + in_band % width;
+            constexpr uint32_t kBandTiles = uint32_t(kNumNBlocks) * W;
+            const uint32_t band = t / kBandTiles;
+            const uint32_t first_m = band * W;
+            const uint32_t in_band = t - band * kBandTiles;
+            const bool full = first_m + W <= num_m;
+            const uint32_t n = full ? in_band / W : divide(in_band, num_m - first_m);
+            const uint32_t width = full ? W : num_m - first_m;
+            n_block = int(n);
+            m_block = int(first_m + in_band - n * width);
         }
     }
 

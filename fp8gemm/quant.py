@@ -97,8 +97,9 @@ def per_token_cast_tma_impl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     if x.is_cuda:
         from . import quant_cuda  # imported on first CUDA use: it pulls in the JIT
 
-        if quant_cuda.supports(x):
-            return quant_cuda.cast_supported(x)
+        result = quant_cuda.cast_if_supported(x)
+        if result is not None:
+            return result
     from .layout import get_col_major_tma_aligned_tensor
 
     q, scale = per_token_cast_to_fp8(x)

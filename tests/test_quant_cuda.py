@@ -45,6 +45,10 @@ def test_supports() -> None:
     assert not quant_cuda.supports(meta)
 
 
+def test_cast_if_supported_leaves_what_it_does_not_take_to_the_caller() -> None:
+    assert quant_cuda.cast_if_supported(torch.zeros(4, 128)) is None  # CPU: the torch version runs
+
+
 @pytest.mark.parametrize("shape", [(5, 256), (3, 7, 200), (1, 1, 16)])
 def test_tma_aligned_scales_on_cpu(shape: tuple[int, ...], gen: torch.Generator) -> None:
     x = torch.randn(shape, generator=gen).to(torch.bfloat16)

@@ -87,6 +87,7 @@ class Kernel:
         self._non_portable: set[int] = set()
         self._configs: dict[tuple, object] = {}
         self._attrs: dict[tuple, object] = {}  # launch attributes the cached configs point to
+        self._raw_args: dict[tuple, tuple[int, int]] = {}  # key -> (config address, function handle)
         self._tls = threading.local()
 
     def __repr__(self) -> str:
@@ -155,6 +156,7 @@ class Kernel:
         if len(self._configs) >= _MAX_CACHED_CONFIGS:  # e.g. many short-lived streams
             self._configs.clear()
             self._attrs.clear()
+            self._raw_args.clear()
         cfg = cu.CUlaunchConfig()
         cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = grid, 1, 1
         cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = block, 1, 1
@@ -210,11 +212,28 @@ class Kernel:
         """
         device = _current_device()
         handle = _raw_stream(device) if stream is None else _stream_handle(stream)
+        raw = _raw_launcher()
+        key = (device, grid, block, smem_bytes, cluster, handle)
+        addresses = self._raw_args.get(key) if raw is not None else None
+        if addresses is not None:
+            # NOTES: a repeat launch: the config's address and the function handle were worked out
+            # on the first one (cfg.getPtr() and int(fn) on cuda-bindings objects cost ~1-2 us each).
+            params = self._pack(args, self._param_sizes[device])
+            err = raw(addresses[0], addresses[1], params, None)
+            if err:
+                fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
+                self._launch_failed(err, device, cfg, fn, params)
+            return
         fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
         params = self._pack(args, self._param_sizes[device])
-        raw = _raw_launcher()
         if raw is not None:
-            err = raw(cfg.getPtr(), int(fn), params, None)
+            try:
+                addresses = (cfg.getPtr(), int(fn))
+            except (AttributeError, TypeError, ValueError):  # a function recorded by a test
+                addresses = None
+        if addresses is not None:
+            self._raw_args[key] = addresses
+            err = raw(addresses[0], addresses[1], params, None)
         else:
             (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
         if err:

@@ -177,14 +177,8 @@ FP8GEMM_DEVICE void with_scale_boundary(int n_start, F&& f) {
 // The 4 wgmma (k = 32 each) of one chain's 128-deep K block into `partial`, which they overwrite.
 template <class Cfg>
 FP8GEMM_DEVICE void issue_chain(float* partial, uint64_t desc_a, uint64_t desc_b) {
-#pragma unroll
-    for (int i = 0; i < GemmTraits<Cfg>::kAccumRegs; ++i) ptx::fence_register(partial[i]);
-    ptx::wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kBlockK / 32; ++ks)
-        Cfg::Mma::run(partial, desc_a + ks * ptx::SmemDescriptor::kKStepIncrement,
-                      desc_b + ks * ptx::SmemDescriptor::kKStepIncrement, ks > 0);
-    ptx::wgmma_commit();
+    static_assert(kBlockK == 128, "ptx::wgmma_k128 issues one 128-deep K block");
+    ptx::wgmma_k128<typename Cfg::Mma, GemmTraits<Cfg>::kAccumRegs>(partial, desc_a, desc_b);
 }
 
 // Promotion of a finished partial sum: FP32 accumulation across K blocks with both scales applied

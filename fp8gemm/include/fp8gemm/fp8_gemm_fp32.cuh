@@ -305,16 +305,8 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 const uint32_t sa_row = a_scales(stage) + (chain_first + row_in_chain) * 4;
                 const float scale_a0 = ptx::load_shared_f32(sa_row);
                 const float scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
-                const uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
-                const uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
-#pragma unroll
-                for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(partial[i]);
-                ptx::wgmma_fence();
-#pragma unroll
-                for (int k = 0; k < kBlockK / 32; ++k)
-                    Cfg::Mma::run(partial, desc_a + k * ptx::SmemDescriptor::kKStepIncrement,
-                                  desc_b + k * ptx::SmemDescriptor::kKStepIncrement, k > 0);
-                ptx::wgmma_commit();
+                ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a0 + ((stage * L::kABytes) >> 4),
+                                                                  desc_b0 + ((stage * L::kBBytes) >> 4));
                 // NOTES: this thread's sb pairs (and, if registers allow, the per-element scale
                 // products) while the tensor cores run, so that after the wait the promotion is
                 // one FFMA per element as in the forward kernel (two with kEarlyProducts false).

@@ -46,4 +46,19 @@ struct SmemDescriptor {
     static constexpr uint64_t kKStepIncrement = 32 >> 4;
 };
 
+// The 4 wgmma (k = 32 each) of one 64-row chain's 128-deep K block into `partial`, which they
+// overwrite: the accumulator registers fenced, wgmma.fence, the four, one commit group. Mma is the
+// JIT's Wgmma_m64nNk32_e4m3 (kRegs = N / 2 accumulator registers per thread).
+template <class Mma, int kRegs>
+FP8GEMM_DEVICE void wgmma_k128(float* partial, uint64_t desc_a, uint64_t desc_b) {
+#pragma unroll
+    for (int i = 0; i < kRegs; ++i) fence_register(partial[i]);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+        Mma::run(partial, desc_a + ks * SmemDescriptor::kKStepIncrement, desc_b + ks * SmemDescriptor::kKStepIncrement,
+                 ks > 0);
+    wgmma_commit();
+}
+
 }  // namespace fp8gemm::ptx

@@ -36,6 +36,11 @@ class Instruction:
     executed: int
     stalls: dict[str, int]
 
+    @property
+    def idle(self) -> bool:
+        """A warp parked for the whole run (see the module's docstring), not a cost."""
+        return self.source.split(" ")[0] in IDLE_OPCODES
+
     def top_stalls(self, n: int = 2) -> list[tuple[str, int]]:
         return sorted(self.stalls.items(), key=lambda kv: -kv[1])[:n]
 
@@ -62,15 +67,14 @@ def parse(text: str) -> list[Instruction]:
 
 def report(instrs: list[Instruction], min_share: float = 0.004) -> str:
     total = sum(i.samples for i in instrs)
-    idle = sum(i.samples for i in instrs if i.source.split(" ")[0] in IDLE_OPCODES)
+    idle = sum(i.samples for i in instrs if i.idle)
     busy = max(total - idle, 1)
     lines = [f"samples {total}, idle warps {idle} ({100 * idle / max(total, 1):.1f}%); shares below: "
              "of all / of the non-idle samples"]
     for i in instrs:
         if i.samples >= min_share * total:
             stalls = ", ".join(f"{name} {n}" for name, n in i.top_stalls() if n)
-            is_idle = i.source.split(" ")[0] in IDLE_OPCODES
-            busy_share = "  idle" if is_idle else f"{100 * i.samples / busy:5.1f}%"
+            busy_share = "  idle" if i.idle else f"{100 * i.samples / busy:5.1f}%"
             lines.append(f"{i.address & 0xfffff:05x} {100 * i.samples / max(total, 1):5.1f}% {busy_share} "
                          f"x{i.executed:<9d} {i.source[:60]:60s} {stalls}")
     return "\n".join(lines)

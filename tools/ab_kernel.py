@@ -1,14 +1,16 @@
 """A/B of kernel source variants on the benchmark shapes (one device call, CUPTI, L2 flushed).
 
     PYTHONPATH=. python tools/ab_kernel.py --variants none FP8GEMM_EXP_X FP8GEMM_EXP_X+FP8GEMM_EXP_Y \
-        [--shapes dense:4096x7168x2048 contiguous:4x8192x4096x7168 masked:4x256x4096x7168] [--rounds 3]
+        [--shapes dense:4096x7168x2048 contiguous:4x8192x4096x7168 masked:4x256x4096x7168 \
+                  fp32:4096x7168x16384 kgrouped:16x4096x7168x2048] [--rounds 3]
 
 Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run with
 the heuristics' config, through the launch path with the variant's flags swapped in. Variants are
 timed round-robin, `--rounds` times, and the median per variant is printed with its correctness
 (calc_diff against the reference, outputs NaN-poisoned before the checked call). For experiments
 on a local copy of the kernel (an `#ifdef` that skips a part, or a second version of a file
-selected by a macro); the production kernel has no such knobs.
+selected by a macro); the production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS`
+time the training kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
 """
 
 from __future__ import annotations
@@ -36,10 +38,44 @@ DEFAULT_SHAPES = ["dense:4096x32768x512", "dense:4096x7168x2048", "dense:4096x40
                   "masked:4x256x4096x7168", "masked:32x192x6144x7168"]
 
 
+def make_training_case(layout: str, nums: list[int]):
+    """(call, check, flops) of the FP32-output kernel, D += A @ B^T in place."""
+    from training_check import counts_for, dense_operands, k_grouped_operands
+    if layout == "fp32":
+        m, n, k = nums
+        a, sa, b, sb = dense_operands(m, n, k, 1)
+        sa, sb = fp8gemm.get_col_major_tma_aligned_tensor(sa), fp8gemm.get_col_major_tma_aligned_tensor(sb)
+        d = torch.zeros(m, n, device="cuda")
+        ref = reference.gemm_nt_fp32(a, sa, b, sb)
+
+        def call():
+            fp8gemm.fp8_gemm_nt((a, sa), (b, sb), d, c=d)
+        flops = 2 * m * n * k
+    else:
+        g, m, n, tokens = nums
+        ks = counts_for(g, tokens, g * m + n)
+        a, sa, b, sb = k_grouped_operands(ks, m, n, 3)
+        ks_tensor = torch.tensor(ks, dtype=torch.int32, device="cuda")
+        d = torch.zeros(g, m, n, device="cuda")
+        ref = reference.k_grouped_contiguous(a, sa, b, sb, ks)
+
+        def call():
+            fp8gemm.k_grouped_fp8_gemm_nt_contiguous((a, sa), (b, sb), d, ks, ks_tensor, c=d)
+        flops = 2 * m * n * sum(ks)
+
+    def check():
+        d.zero_()
+        call()
+        return calc_diff(d, ref)
+    return call, check, flops
+
+
 def make_case(spec: str):
     """(call, check, flops) for one shape spec; check() returns calc_diff against the reference."""
     layout, dims = spec.split(":")
     nums = [int(v) for v in dims.split("x")]
+    if layout in ("fp32", "kgrouped"):
+        return make_training_case(layout, nums)
     if layout == "dense":
         m, n, k = nums
         x = make_dense_inputs(m, n, k)
@@ -87,22 +123,34 @@ def make_case(spec: str):
 
 
 def with_flags(flags: tuple[str, ...]):
-    """Route every launch the library prepares through these compile flags."""
-    original = launch._prepare
+    """Route every launch the library prepares through these compile flags; returns what restore()
+    puts back."""
+    original = launch._prepare, launch.run_fp32
 
     def prepare(*args, **kwargs):
         if flags:
             kwargs["flags"] = flags
-        return original(*args, **kwargs)
+        return original[0](*args, **kwargs)
+
+    def run_fp32(*args, **kwargs):
+        if flags:
+            kwargs["flags"] = flags
+        return original[1](*args, **kwargs)
     forget_prepared()
-    launch._prepare = prepare
+    launch._prepare, launch.run_fp32 = prepare, run_fp32
     return original
+
+
+def restore(original) -> None:
+    launch._prepare, launch.run_fp32 = original
+    forget_prepared()
 
 
 def forget_prepared() -> None:
     """Drop the library's prepared launches, so that the next call prepares (and compiles) again."""
     from fp8gemm import gemm
     gemm.clear_prepared()
+    launch._fp32_launches.clear()
 
 
 def main() -> int:
@@ -129,8 +177,7 @@ def main() -> int:
                     diffs[v] = float("nan")
                     print(f"{spec} {v}: ERROR {type(e).__name__}: {str(e)[:200]}", flush=True)
                 finally:
-                    launch._prepare = original
-                    forget_prepared()
+                    restore(original)
         base = statistics.median(times[args.variants[0]]) if times[args.variants[0]] else float("nan")
         for v in args.variants:
             if not times[v]:

@@ -17,7 +17,7 @@ from .device import get_num_sms, is_sm90, num_sms_of
 from .layout import get_tma_aligned_size
 from .utils import BLOCK
 
-__all__ = ["supports", "per_token_cast_to_fp8_cuda", "cast_supported", "cast_if_supported", "kernel_source",
+__all__ = ["supports", "per_token_cast_to_fp8_cuda", "cast_if_supported", "kernel_source",
            "kernel_name", "default_unroll", "KINDS"]
 
 THREADS = 256
@@ -130,25 +130,18 @@ def per_token_cast_to_fp8_cuda(x: torch.Tensor, *,
     bad_unroll = isinstance(unroll, bool) or not isinstance(unroll, int) or not 1 <= unroll <= 8
     if unroll is not None and bad_unroll:
         raise ValueError(f"unroll: expected None or an int in 1..8, got {unroll!r}")
-    if not supports(x):
+    result = cast_if_supported(x, unroll)
+    if result is None:
         raise ValueError(
             "x: expected a CUDA float32/bfloat16/float16 tensor of 2 or 3 dims with k % 16 == 0, got "
             f"{x.dtype} shape {list(x.shape)} on {x.device}"
         )
-    return cast_supported(x, unroll)
-
-
-def cast_supported(x: torch.Tensor, unroll: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_token_cast_to_fp8_cuda` for an ``x`` that `supports` already accepted (no checks again)."""
-    result = cast_if_supported(x, unroll, checked=True)
-    assert result is not None
     return result
 
 
-def cast_if_supported(x: torch.Tensor, unroll: int | None = None, *,
-                      checked: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+def cast_if_supported(x: torch.Tensor, unroll: int | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """`per_token_cast_to_fp8_cuda` of a CUDA tensor ``x``, or None where `supports` refuses it (then
-    nothing ran). `supports` runs once per shape, dtype and device (``checked``: the caller ran it)."""
+    nothing ran). `supports` runs once per shape, dtype and device."""
     device = x.get_device()
     # NOTES: everything but the tensors' addresses is worked out once per shape (host time of a
     # decode step's cast: the support check, the grid, the unroll, the kernel lookup and the ctypes
@@ -156,7 +149,7 @@ def cast_if_supported(x: torch.Tensor, unroll: int | None = None, *,
     key = (x.shape, x.dtype, device, unroll, _device._num_sms_override)
     plan = _plans.get(key)
     if plan is None:
-        if not checked and not supports(x):
+        if not supports(x):
             return None
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()

@@ -215,28 +215,25 @@ class Kernel:
         raw = _raw_launcher()
         key = (device, grid, block, smem_bytes, cluster, handle)
         addresses = self._raw_args.get(key) if raw is not None else None
-        if addresses is not None:
-            # NOTES: a repeat launch: the config's address and the function handle were worked out
-            # on the first one (cfg.getPtr() and int(fn) on cuda-bindings objects cost ~1-2 us each).
-            params = self._pack(args, self._param_sizes[device])
-            err = raw(addresses[0], addresses[1], params, None)
-            if err:
-                fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
-                self._launch_failed(err, device, cfg, fn, params)
-            return
-        fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
+        fn = cfg = None
+        if addresses is None:
+            # NOTES: the first launch of this configuration (or no ctypes launcher): load the
+            # function, raise its limits, build the config. A repeat launch only reuses the config's
+            # address and the function handle (cfg.getPtr() and int(fn) on cuda-bindings objects
+            # cost ~1-2 us each).
+            fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
+            if raw is not None:
+                addresses = _raw_addresses(cfg, fn)
+                if addresses is not None:
+                    self._raw_args[key] = addresses
         params = self._pack(args, self._param_sizes[device])
-        if raw is not None:
-            try:
-                addresses = (cfg.getPtr(), int(fn))
-            except (AttributeError, TypeError, ValueError):  # a function recorded by a test
-                addresses = None
         if addresses is not None:
-            self._raw_args[key] = addresses
             err = raw(addresses[0], addresses[1], params, None)
         else:
             (err,) = _driver().cuLaunchKernelEx(cfg, fn, params, 0)
         if err:
+            if fn is None:
+                fn, cfg = self._setup(device, grid, block, smem_bytes, cluster, handle)
             self._launch_failed(err, device, cfg, fn, params)
 
     def prepare(self, grid: int, block: int, smem_bytes: int, args, *, cluster: int = 1) -> Launch:
@@ -265,6 +262,15 @@ class Kernel:
                 return
         check(err, f"cuLaunchKernelEx({self.name}, grid={cfg.gridDimX}, block={cfg.blockDimX}, "
                    f"smem={cfg.sharedMemBytes}, stream={int(cfg.hStream):#x})")
+
+
+def _raw_addresses(cfg, fn) -> tuple[int, int] | None:
+    """(config address, function handle) for the ctypes launch, or None for a function recorded by a
+    test (no cuda-bindings object behind it)."""
+    try:
+        return cfg.getPtr(), int(fn)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_scalars: bool = False) -> None:
@@ -324,10 +330,11 @@ class Launch:
         self._keep = keep  # what the config and the arguments point into: cluster attribute, tensor maps
         # The raw addresses the ctypes launch takes (a function recorded by a test has none).
         self._raw = _raw_launcher()
-        try:
-            self._cfg_ptr, self._fn_ptr = cfg.getPtr(), int(fn)
-        except (AttributeError, TypeError, ValueError):
+        addresses = _raw_addresses(cfg, fn)
+        if addresses is None:
             self._raw = None
+        else:
+            self._cfg_ptr, self._fn_ptr = addresses
 
     def __call__(self) -> None:
         device = _current_device()

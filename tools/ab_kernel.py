@@ -127,17 +127,14 @@ def with_flags(flags: tuple[str, ...]):
     puts back."""
     original = launch._prepare, launch.run_fp32
 
-    def prepare(*args, **kwargs):
-        if flags:
-            kwargs["flags"] = flags
-        return original[0](*args, **kwargs)
-
-    def run_fp32(*args, **kwargs):
-        if flags:
-            kwargs["flags"] = flags
-        return original[1](*args, **kwargs)
+    def flagged(fn):
+        def call(*args, **kwargs):
+            if flags:
+                kwargs["flags"] = flags
+            return fn(*args, **kwargs)
+        return call
     forget_prepared()
-    launch._prepare, launch.run_fp32 = prepare, run_fp32
+    launch._prepare, launch.run_fp32 = flagged(original[0]), flagged(original[1])
     return original
 
 

@@ -1,0 +1,49 @@
+"""tools/ab_kernel.py routes the library's launches through a variant's compile flags, and back."""
+
+from __future__ import annotations
+
+import pytest
+from repo_scripts import load
+
+from fp8gemm import gemm, launch
+
+ab_kernel = load("tools/ab_kernel.py")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    calls: list[tuple[str, dict]] = []
+    monkeypatch.setattr(launch, "_prepare", lambda *a, **kw: calls.append(("prepare", kw)))
+    monkeypatch.setattr(launch, "run_fp32", lambda *a, **kw: calls.append(("run_fp32", kw)))
+    return calls
+
+
+def test_a_variants_flags_reach_both_kernels_and_restore_puts_the_launchers_back(recorded) -> None:
+    flags = ("-DFP8GEMM_EXP_X", "-DFP8GEMM_EXP_Y")
+    original = ab_kernel.with_flags(flags)
+    launch._prepare("config")
+    launch.run_fp32("config")
+    ab_kernel.restore(original)
+    launch._prepare("config")
+    launch.run_fp32("config")
+    assert recorded == [("prepare", {"flags": flags}), ("run_fp32", {"flags": flags}),
+                        ("prepare", {}), ("run_fp32", {})]
+
+
+def test_the_unchanged_variant_passes_no_flags(recorded) -> None:
+    original = ab_kernel.with_flags(())
+    launch._prepare("config")
+    launch.run_fp32("config", flags=("-DKEPT",))
+    ab_kernel.restore(original)
+    assert recorded == [("prepare", {}), ("run_fp32", {"flags": ("-DKEPT",)})]
+
+
+def test_switching_variants_forgets_every_prepared_launch(recorded, monkeypatch) -> None:
+    # a prepared launch compiled with the last variant's flags must not serve the next variant
+    monkeypatch.setitem(gemm._prepared, ("dense", 1), (0, lambda: None))
+    monkeypatch.setitem(launch._fp32_launches, ("fp32", 1), lambda: None)
+    original = ab_kernel.with_flags(("-DFP8GEMM_EXP_X",))
+    assert not gemm._prepared and not launch._fp32_launches
+    monkeypatch.setitem(gemm._prepared, ("dense", 2), (0, lambda: None))
+    ab_kernel.restore(original)
+    assert not gemm._prepared

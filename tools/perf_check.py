@@ -124,11 +124,14 @@ def sweep_dense(m, n, k, variants, lines):
 
 
 def sweep_grouped(layout, sizes, n, k, expected, variants, lines):
-    """Forced variants of a grouped shape, through select_config's cache (replaced for the run)."""
+    """Forced variants of a grouped shape, through select_config's cache (replaced for the run); each
+    variant's valid rows are checked against the reference once (output NaN-poisoned first)."""
     if layout == "contiguous":
         x = make_contiguous_inputs(sizes, n, k)
         out = torch.empty((x.a.shape[0], n), dtype=torch.bfloat16, device="cuda")
         plan_m = x.a.shape[0]
+        ref = reference.m_grouped_contiguous(x.a, x.sa, x.b, x.sb, x.m_indices)
+        valid = x.m_indices >= 0
 
         def call():
             fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous((x.a, x.sa_tma), (x.b, x.sb), out, x.m_indices)
@@ -136,6 +139,8 @@ def sweep_grouped(layout, sizes, n, k, expected, variants, lines):
         x = make_masked_inputs(sizes, max(sizes), n, k)
         out = torch.empty((len(sizes), max(sizes), n), dtype=torch.bfloat16, device="cuda")
         plan_m = expected
+        ref = reference.m_grouped_masked(x.a, x.sa, x.b, x.sb, x.masked_m)
+        valid = torch.arange(max(sizes), device="cuda")[None, :] < x.masked_m[:, None]
 
         def call():
             fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((x.a, x.sa_tma), (x.b, x.sb), out, x.masked_m,
@@ -146,11 +151,13 @@ def sweep_grouped(layout, sizes, n, k, expected, variants, lines):
     for v in [base] + [variant(base, *v) for v in variants]:
         launch.select_config = lambda *a, v=v, **kw: v
         try:
+            out.fill_(float("nan"))
             call()
+            diff = calc_diff(out[valid], ref[valid])
             us = cupti_time_us(call, iters=10)
             flops = 2 * sum(sizes) * n * k
             lines.append(f"sweep {layout} {g}g {n}x{k} BM={v.block_m} BN={v.block_n} mc={v.multicast} "
-                         f"s={v.stages}: {us:8.1f} us {flops/us/1e6:6.0f} TF")
+                         f"s={v.stages}: {us:8.1f} us {flops/us/1e6:6.0f} TF diff {diff:.1e}")
         except Exception as e:
             lines.append(f"sweep {layout} {n}x{k} {v}: ERROR {type(e).__name__}: {str(e)[:150]}")
         finally:

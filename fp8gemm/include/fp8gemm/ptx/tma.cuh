@@ -76,10 +76,6 @@ FP8GEMM_DEVICE void tma_reduce_add_3d(const TensorMap* map, uint32_t src, int32_
                  : "memory");
 }
 
-}  // namespace fp8gemm::ptx
-
-namespace fp8gemm::ptx {
-
 // Starts bringing a 3D tile (one box of the tensor map at these coordinates) into L2, asynchronously
 // and with no completion to wait for; nothing lands in shared memory.
 FP8GEMM_DEVICE void tma_prefetch_l2_3d(const TensorMap* map, int32_t c0, int32_t c1, int32_t c2) {

@@ -213,6 +213,9 @@ def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int
     return math.ceil(m / block_m) * n_blocks
 
 
+# Contiguous tiles at least this many K blocks long share B across a pair of M blocks (_multicast).
+CONTIGUOUS_MULTICAST_K_BLOCKS = 32
+
 # NOTES: routing spreads a masked group's rows around expected_m; the benchmarks (and the reference
 # run) draw expected_m * U(0.7, 1.3).
 MASKED_ROWS_SPREAD = (0.7, 1.3)
@@ -232,7 +235,7 @@ def k_split_sizes(num_k_blocks: int, k_splits: int) -> list[int]:
 
 
 def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int, tiles: int, k_splits: int,
-               num_sms: int) -> str:
+               num_k_blocks: int, num_sms: int) -> str:
     """Which operand a 2-CTA cluster shares through TMA multicast ("a", "b" or "none").
 
     NOTES: it pays when there are enough tiles to keep every SM busy in pairs and the same
@@ -241,10 +244,12 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     odd count gets an empty partner; grouped pairs of two experts load B unshared)."""
     if k_splits > 1 or rows < 512 or tiles < num_sms or num_sms % 2 != 0:
         return "none"
-    # NOTES: measured on the H200, contiguous 4 x ~8192 rows with 128x192 tiles: unicast 760 us
-    # (N 7168, K 2048) and 1519 us (N 4096, K 7168); B multicast 800 / 1594 us, A multicast - / 1611.
+    # NOTES: contiguous 128x192 tiles share B (pairs of M blocks of one expert) where tiles are
+    # long in K. H200, CUPTI, same run, two runs (2026-11-29, at 5a7583c): N 4096 K 7168, 4 x ~8192
+    # rows unicast 1224 / 1196 us, B multicast 1198 / 1170; 8 x ~4096 1455 / 1410, B 1408 / 1374.
+    # N 7168 K 2048: 4 x ~8192 624 / 607, B 631 / 621; 8 x ~4096 732 / 725, B 740 / 726.
     if layout == "contiguous":
-        return "none"
+        return "b" if num_k_blocks >= CONTIGUOUS_MULTICAST_K_BLOCKS else "none"
     a_ok = n_blocks % 2 == 0
     # NOTES: masked groups pair M blocks badly when their block count is odd (the extra block gets
     # an empty partner under B multicast, a whole extra pair): 4 x ~256 rows, N 7168 K 2048 (2-3
@@ -327,7 +332,8 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     _, block_m, block_n, tiles, k_splits = best
 
     rows = m * num_groups if layout == "masked" else m
-    multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits, num_sms)
+    multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits,
+                           num_k_blocks, num_sms)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,

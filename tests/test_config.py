@@ -118,6 +118,16 @@ def test_masked_tiles_wider_than_128_only_for_groups_of_an_even_block_count() ->
         assert c.block_n <= 128 and c.multicast == "a", (m, n, k, g, str(c))
 
 
+def test_contiguous_tiles_share_b_only_when_long_in_k() -> None:
+    from fp8gemm.config import CONTIGUOUS_MULTICAST_K_BLOCKS
+
+    for g, k in [(4, 7168), (8, 7168), (4, 2048), (8, 2048)]:
+        c = select_config("contiguous", 32768, 4096 if k == 7168 else 7168, k, g, 132)
+        long_k = math.ceil(k / BLOCK_K) >= CONTIGUOUS_MULTICAST_K_BLOCKS
+        assert (c.block_m, c.block_n) == (128, 192) and c.multicast == ("b" if long_k else "none"), str(c)
+    assert select_config("contiguous", 32768, 4096, 7168, 4, 132).multicast == "b"
+
+
 def test_config_rejects_unknown_layout() -> None:
     with pytest.raises(ValueError, match="layout must be one of"):
         select_config("diagonal", 1, 128, 128)

@@ -522,12 +522,21 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // B scales: lane-held (T::kLaneScales), else read one K block ahead (global, L1/L2
             // hits), so that their latency hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;
+            // NOTES: with more than one slot of lane-held B scales, a 128-row tile's K runs in
+            // rounds of 32 blocks and the slots move between rounds, not inside the loop: ptxas then
+            // keeps the loop's ring position and descriptors uniform (masked N 4096 K 7168: 4 -> 0
+            // R2UR, 48 -> 43 non-FFMA per K block). H200, tools/ab_kernel.py, same run: masked
+            // 1 x 1024 N 4096 K 7168 46.1 -> 45.4 us, 2 x 512 73.3 -> 72.3, contiguous 8 x 4096
+            // N 4096 K 7168 1432 -> 1418, 4 x 8192 1214 -> 1206, the other 128-row tiles within
+            // 0.6%. The 256-row tiles were 0.9% slower in rounds (another schedule): they keep
+            // the check in the loop.
+            constexpr bool kSlotRounds = T::kLaneScales && T::kLaneScaleSlots > 1 && T::kChains == 1;
             // One K block; the tile's last (kLast) also stages chain 0's output (kEarlyStage).
             auto k_block = [&](int kb, auto last) {
                 constexpr bool kLast = decltype(last)::value;
                 float scale_b0 = next_b0, scale_b1 = next_b1;
                 if constexpr (T::kLaneScales) {
-                    next_scale_slot(kb, k_begin);
+                    if (!kSlotRounds) next_scale_slot(kb, k_begin);
                     scale_b0 = ptx::lane_value(lane_b0[0], (kb - k_begin) % 32);
                     scale_b1 = kTwoBlocks ? ptx::lane_value(lane_b1[0], (kb - k_begin) % 32) : 0.0f;
                 } else {
@@ -562,7 +571,13 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 }
                 if (++stage == kStages) stage = 0, phase ^= 1;
             };
-            if constexpr (kEarlyStage) {
+            if constexpr (kSlotRounds) {
+                for (int round = k_begin; round < k_end; round += 32) {
+                    next_scale_slot(round, k_begin);
+                    const int round_end = min_of(round + 32, k_end);
+                    for (int kb = round; kb < round_end; ++kb) k_block(kb, Int<0>{});
+                }
+            } else if constexpr (kEarlyStage) {
                 // NOTES: the last K block is peeled, so that the staging stays out of the loop's code.
                 for (int kb = k_begin; kb + 1 < k_end; ++kb) k_block(kb, Int<0>{});
                 k_block(k_end - 1, Int<1>{});

@@ -75,8 +75,11 @@ def forced_tiles() -> float:
         # 256-row tiles stage their first chain during the last K block: 32 tiles on 8 "SMs" (4 per
         # CTA) reuse the staging slabs while the previous tile's TMA stores may still read them;
         # masked groups of 30 rows leave a warpgroup idle (it stages in the epilogue instead).
+        # K = 1024 (8 K blocks, 3 stages): the main loop's unrolled rounds of the ring, with K blocks
+        # before and after them in the general loop (the ring moves 8 stages per tile).
         launch.select_config = forced(256, 128, "a")
         worst = max(worst, dense(1024, 1024, 384, "forced 256x128 mc=a: "),
+                    dense(1024, 1024, 1024, "forced 256x128 mc=a: "),
                     masked([30, 0, 130, 129], 256, 512, 256, 128, "forced 256x128 mc=a: "))
         launch.select_config = forced(128, 192, "b")
         worst = max(worst, dense(384, 576, 384, "forced 128x192 mc=b: "))
@@ -84,7 +87,9 @@ def forced_tiles() -> float:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
             worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256, tag),
-                        masked([30, 0, 130, 129], 256, 512, 256, 128, tag))
+                        masked([30, 0, 130, 129], 256, 512, 256, 128, tag),
+                        contiguous([100, 0, 200, 130, 1], 512, 1408, tag),   # 11 K blocks: rounds
+                        masked([30, 0, 130, 129], 256, 512, 1408, 128, tag))
         # Decode tiles whose K blocks overlap (2-4 wgmma groups in flight), with K block counts that
         # leave a remainder.
         for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none")]:

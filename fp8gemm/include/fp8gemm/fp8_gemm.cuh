@@ -86,6 +86,17 @@ struct GemmTraits {
     // and its address arithmetic, not misses, that cost. Up to 4 slots (128 K blocks per tile);
     // longer tiles load per K block.
     static constexpr int kTileKBlocks = ceil_div(kNumKBlocks, Cfg::kKSplits);
+    // NOTES: the one-partial-sum loops run whole rounds of the load ring unrolled (see
+    // run_k_blocks), where a tile holds at least two rounds. H200, tools/ab_kernel.py, same run,
+    // against the loop with the stage computed per K block: 4096x7168x16384 659.4 -> 647.9 us,
+    // 4096x4096x7168 170.7 -> 166.8, 4096x2112x7168 97.1 -> 95.2, 4096x7168x2048 91.6 -> 90.4,
+    // 4096x24576x1536 235.0 -> 232.1, contiguous 4 x 8192 N 4096 K 7168 1164 -> 1146, 8 x 4096
+    // N 7168 K 2048 716 -> 708, masked 1 x 1024 N 4096 K 7168 45.2 -> 42.9, 2 x 512 70.6 -> 67.5,
+    // 32 x 192 551 -> 540, 4 x 256 N 7168 K 2048 31.0 -> 30.9. Not for split-K slices (128x7168x16384
+    // 36.8 -> 37.0) nor 4 K blocks (4096x32768x512 127.4 -> 128.0). A first version that made every
+    // tile start at stage 0 (stages without data closing the last round) lost 2-8% where K blocks
+    // are not a multiple of the stages: the next tile's loads could not start early.
+    static constexpr bool kRingRounds = kOverlapDepth == 1 && !kSplitK && kTileKBlocks >= 2 * Cfg::kStages;
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
@@ -522,21 +533,12 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // B scales: lane-held (T::kLaneScales), else read one K block ahead (global, L1/L2
             // hits), so that their latency hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;
-            // NOTES: with more than one slot of lane-held B scales, a 128-row tile's K runs in
-            // rounds of 32 blocks and the slots move between rounds, not inside the loop: ptxas then
-            // keeps the loop's ring position and descriptors uniform (masked N 4096 K 7168: 4 -> 0
-            // R2UR, 48 -> 43 non-FFMA per K block). H200, tools/ab_kernel.py, same run: masked
-            // 1 x 1024 N 4096 K 7168 46.1 -> 45.4 us, 2 x 512 73.3 -> 72.3, contiguous 8 x 4096
-            // N 4096 K 7168 1432 -> 1418, 4 x 8192 1214 -> 1206, the other 128-row tiles within
-            // 0.6%. The 256-row tiles were 0.9% slower in rounds (another schedule): they keep
-            // the check in the loop.
-            constexpr bool kSlotRounds = T::kLaneScales && T::kLaneScaleSlots > 1 && T::kChains == 1;
             // One K block; the tile's last (kLast) also stages chain 0's output (kEarlyStage).
             auto k_block = [&](int kb, auto last) {
                 constexpr bool kLast = decltype(last)::value;
                 float scale_b0 = next_b0, scale_b1 = next_b1;
                 if constexpr (T::kLaneScales) {
-                    if (!kSlotRounds) next_scale_slot(kb, k_begin);
+                    next_scale_slot(kb, k_begin);
                     scale_b0 = ptx::lane_value(lane_b0[0], (kb - k_begin) % 32);
                     scale_b1 = kTwoBlocks ? ptx::lane_value(lane_b1[0], (kb - k_begin) % 32) : 0.0f;
                 } else {
@@ -571,12 +573,26 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 }
                 if (++stage == kStages) stage = 0, phase ^= 1;
             };
-            if constexpr (kSlotRounds) {
-                for (int round = k_begin; round < k_end; round += 32) {
-                    next_scale_slot(round, k_begin);
-                    const int round_end = min_of(round + 32, k_end);
-                    for (int kb = round; kb < round_end; ++kb) k_block(kb, Int<0>{});
+            if constexpr (T::kRingRounds) {
+                // Whole rounds of the ring run unrolled, so that every stage's barrier, descriptors
+                // and A-scale addresses are constants (the stage is assigned a constant before each
+                // K block). The K blocks before the ring comes round to stage 0, and those after its
+                // last whole round, run the general code.
+                const int k_body_end = kEarlyStage ? k_end - 1 : k_end;
+                int kb = k_begin;
+#pragma unroll 1
+                for (; kb < k_body_end && stage != 0; ++kb) k_block(kb, Int<0>{});
+#pragma unroll 1
+                for (; kb + kStages <= k_body_end; kb += kStages) {
+#pragma unroll
+                    for (int s = 0; s < kStages; ++s) {
+                        stage = s;
+                        k_block(kb + s, Int<0>{});
+                    }
                 }
+#pragma unroll 1
+                for (; kb < k_body_end; ++kb) k_block(kb, Int<0>{});
+                if constexpr (kEarlyStage) k_block(k_end - 1, Int<1>{});
             } else if constexpr (kEarlyStage) {
                 // NOTES: the last K block is peeled, so that the staging stays out of the loop's code.
                 for (int kb = k_begin; kb + 1 < k_end; ++kb) k_block(kb, Int<0>{});

@@ -93,10 +93,13 @@ struct GemmTraits {
     // 4096x24576x1536 235.0 -> 232.1, contiguous 4 x 8192 N 4096 K 7168 1164 -> 1146, 8 x 4096
     // N 7168 K 2048 716 -> 708, masked 1 x 1024 N 4096 K 7168 45.2 -> 42.9, 2 x 512 70.6 -> 67.5,
     // 32 x 192 551 -> 540, 4 x 256 N 7168 K 2048 31.0 -> 30.9. Not for split-K slices (128x7168x16384
-    // 36.8 -> 37.0) nor 4 K blocks (4096x32768x512 127.4 -> 128.0). A first version that made every
-    // tile start at stage 0 (stages without data closing the last round) lost 2-8% where K blocks
-    // are not a multiple of the stages: the next tile's loads could not start early.
-    static constexpr bool kRingRounds = kOverlapDepth == 1 && !kSplitK && kTileKBlocks >= 2 * Cfg::kStages;
+    // 36.8 -> 37.0) nor 4 K blocks (4096x32768x512 127.4 -> 128.0). Nor for two-chain tiles shorter
+    // than 32 K blocks: ptxas spills 4 B in their peeled last K block (K <= 3072 here; the figures
+    // for 4096x7168x2048 and 4096x24576x1536 above were measured with that spill). A first version
+    // that made every tile start at stage 0 (stages without data closing the last round) lost 2-8%
+    // where K blocks are not a multiple of the stages: the next tile's loads could not start early.
+    static constexpr bool kRingRounds = kOverlapDepth == 1 && !kSplitK && kTileKBlocks >= 2 * Cfg::kStages &&
+                                        (kChains == 1 || kTileKBlocks >= 32);
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))

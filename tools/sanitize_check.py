@@ -75,11 +75,11 @@ def forced_tiles() -> float:
         # 256-row tiles stage their first chain during the last K block: 32 tiles on 8 "SMs" (4 per
         # CTA) reuse the staging slabs while the previous tile's TMA stores may still read them;
         # masked groups of 30 rows leave a warpgroup idle (it stages in the epilogue instead).
-        # K = 1024 (8 K blocks, 3 stages): the main loop's unrolled rounds of the ring, with K blocks
-        # before and after them in the general loop (the ring moves 8 stages per tile).
+        # K = 4224 (33 K blocks, 3 stages, 2 tiles per CTA): the main loop's unrolled rounds of the
+        # ring, with K blocks before and after them in the general loop.
         launch.select_config = forced(256, 128, "a")
         worst = max(worst, dense(1024, 1024, 384, "forced 256x128 mc=a: "),
-                    dense(1024, 1024, 1024, "forced 256x128 mc=a: "),
+                    dense(1024, 512, 4224, "forced 256x128 mc=a: "),
                     masked([30, 0, 130, 129], 256, 512, 256, 128, "forced 256x128 mc=a: "))
         launch.select_config = forced(128, 192, "b")
         worst = max(worst, dense(384, 576, 384, "forced 128x192 mc=b: "))

@@ -2,7 +2,7 @@
 then CUPTI kernel times of every shapes.json shape against the reference times of
 ../shared/reference_h200.json and cuBLASLt measured in the same run.
 
-    PYTHONPATH=. python tools/perf_check.py [--no-check] [--no-time] [--sweep] [--out DIR]
+    PYTHONPATH=. python tools/perf_check.py [--no-check] [--no-time] [--sweep] [--repeat N] [--out DIR]
 
 Grouped shapes draw group sizes m_per_group * U(0.7, 1.3) as the reference run did; they are
 compared by TFLOPS over valid rows (the draws differ), dense shapes by time.
@@ -176,28 +176,37 @@ def spread_sizes(groups, m_per_group, seed, total=None):
     return sizes
 
 
-def time_shapes(lines, rows_out):
+def timed_rounds(timers, repeat):
+    """Each timer's results over `repeat` passes. The timers run round-robin, pass after pass, so that a
+    slow stretch of a shared machine lands on every shape alike rather than on a few."""
+    runs = [[] for _ in timers]
+    for _ in range(repeat):
+        for i, timer in enumerate(timers):
+            runs[i].append(timer())
+        print(f"timed pass {len(runs[0]) if runs else 0} of {repeat}", flush=True)
+    return runs
+
+
+def time_shapes(lines, rows_out, repeat=1):
+    """CUPTI times of every reference shape (the median of `repeat` round-robin passes; every pass's
+    figure in the row's `runs_us`), with cuBLASLt's once for the dense shapes."""
     ref = json.loads(REF.read_text())
     num_sms = fp8gemm.get_num_sms()
+    cases = []   # (row without times, call, iters)
     for r in ref["dense"]:
         m, n, k = r["m"], r["n"], r["k"]
         x = make_dense_inputs(m, n, k)
         out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
+
         def call(x=x, out=out):
             fp8gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, x.sb), out)
-        ours = cupti_time_us(call)
         try:
             cub = cupti_time_us(scaled_mm_blockwise(x.a, x.sa, x.b, x.sb))
         except Exception:
             cub = float("nan")
         cfg = select_config("dense", m, n, k, 1, num_sms)
-        rows_out.append(dict(kind="dense", m=m, n=n, k=k, ours_us=ours, cublaslt_us=cub,
-                             reference_us=r["reference_us"], config=str(cfg)))
-        lines.append(f"dense {m:5d}x{n:5d}x{k:5d} ours {ours:8.1f} ref {r['reference_us']:8.1f} "
-                     f"cuBLASLt {cub:8.1f} ref/ours {r['reference_us']/ours:5.2f} "
-                     f"{2*m*n*k/ours/1e6:6.0f} TF  "
-                     f"BM={cfg.block_m} BN={cfg.block_n} mc={cfg.multicast} ks={cfg.k_splits}")
-        print(lines[-1], flush=True)
+        cases.append((dict(kind="dense", m=m, n=n, k=k, cublaslt_us=cub, reference_us=r["reference_us"],
+                           config=str(cfg)), call, 30))
     for layout in ("contiguous", "masked"):
         for i, r in enumerate(ref[f"grouped_{layout}"]):
             g, mpg, n, k = r["groups"], r["m_per_group"], r["n"], r["k"]
@@ -219,16 +228,31 @@ def time_shapes(lines, rows_out):
                 def call(x=x, out=out, mpg=mpg):
                     fp8gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked((x.a, x.sa_tma), (x.b, x.sb), out,
                                                                   x.masked_m, mpg)
-            ours = cupti_time_us(call, iters=15)
-            ours_tf = 2 * sum(sizes) * n * k / ours / 1e6
-            ref_tf = 2 * r["valid_rows"] * n * k / r["reference_us"] / 1e6
-            rows_out.append(dict(kind=layout, groups=g, m_per_group=mpg, n=n, k=k, valid_rows=sum(sizes),
-                                 ours_us=ours, ours_tflops=ours_tf, reference_us=r["reference_us"],
-                                 reference_tflops=ref_tf, config=str(cfg)))
-            lines.append(f"{layout[:6]} {g:2d}x{mpg:5d} {n}x{k} ours {ours:8.1f} us {ours_tf:6.0f} TF, ref "
-                         f"{ref_tf:6.0f} TF ratio {ours_tf/ref_tf:5.2f}  BM={cfg.block_m} BN={cfg.block_n} "
-                         f"mc={cfg.multicast}")
-            print(lines[-1], flush=True)
+            cases.append((dict(kind=layout, groups=g, m_per_group=mpg, n=n, k=k, valid_rows=sum(sizes),
+                               reference_us=r["reference_us"],
+                               reference_tflops=2 * r["valid_rows"] * n * k / r["reference_us"] / 1e6,
+                               config=str(cfg)), call, 15))
+    runs = timed_rounds([lambda call=call, iters=iters: cupti_time_us(call, iters=iters)
+                         for _, call, iters in cases], repeat)
+    for (row, _, _), times in zip(cases, runs, strict=True):
+        ours = statistics.median(times)
+        row = dict(row, ours_us=ours, runs_us=times)
+        cfg = row["config"].split(": ", 1)[-1]
+        if row["kind"] == "dense":
+            m, n, k = row["m"], row["n"], row["k"]
+            lines.append(f"dense {m:5d}x{n:5d}x{k:5d} ours {ours:8.1f} ref {row['reference_us']:8.1f} "
+                         f"cuBLASLt {row['cublaslt_us']:8.1f} ref/ours {row['reference_us']/ours:5.2f} "
+                         f"{2*m*n*k/ours/1e6:6.0f} TF  {cfg}")
+        else:
+            row["ours_tflops"] = 2 * row["valid_rows"] * row["n"] * row["k"] / ours / 1e6
+            ours_tf, ref_tf = row["ours_tflops"], row["reference_tflops"]
+            shape = f"{row['groups']:2d}x{row['m_per_group']:5d} {row['n']}x{row['k']}"
+            lines.append(f"{row['kind'][:6]} {shape} ours {ours:8.1f} us {ours_tf:6.0f} TF, "
+                         f"ref {ref_tf:6.0f} TF ratio {ours_tf / ref_tf:5.2f}  {cfg}")
+        if repeat > 1:
+            lines[-1] += "  runs " + " ".join(f"{t:.1f}" for t in times)
+        rows_out.append(row)
+        print(lines[-1], flush=True)
 
 
 def main() -> int:
@@ -237,6 +261,8 @@ def main() -> int:
     p.add_argument("--no-time", action="store_true")
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--out", type=Path)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="timed passes over every shape, round-robin; the median is reported")
     args = p.parse_args()
     failures, lines, rows = 0, [], []
     if not args.no_check:
@@ -264,7 +290,7 @@ def main() -> int:
                 (32, 20, 6144, 7168, 624, [(64, 128, "b"), (64, 128, "a"), (64, 160, "b"), (64, 64, "a")])]:
             sweep_grouped("masked", spread_sizes(g, mpg, g, rows), n, k, mpg, tiles, lines)
     if not args.no_time:
-        time_shapes(lines, rows)
+        time_shapes(lines, rows, args.repeat)
         dense = [r for r in rows if r["kind"] == "dense"]
         ratios = [r["reference_us"] / r["ours_us"] for r in dense]
         lines.append(f"dense geomean ref/ours {math.exp(statistics.mean(map(math.log, ratios))):.3f}")

@@ -16,6 +16,8 @@
 // The math loop reads like the SASS it should become (see tools/sass_report.py):
 //   wait full[s] -> read A scales (LDS) -> issue 4 wgmma -> form the scale products -> wgmma wait
 //   -> release s (last chain) -> FFMA promotion.
+// Whole rounds of the stage ring run unrolled (GemmTraits::kRingRounds), so that s, and with it
+// every barrier, descriptor and scale address of the K block, is a compile-time constant.
 // Shared and barrier addresses are 32-bit shared-window values, the warpgroup index is made
 // warp-uniform, and descriptors are a uniform base plus constants, so nothing in the loop
 // rebuilds a generic address (S2R), goes through generic loads, or moves descriptors (R2UR).

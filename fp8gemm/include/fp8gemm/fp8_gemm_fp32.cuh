@@ -38,6 +38,7 @@
 #include <fp8gemm/ptx/sync.cuh>
 #include <fp8gemm/ptx/tma.cuh>
 #include <fp8gemm/ptx/wgmma.cuh>
+#include <fp8gemm/raster.cuh>
 
 namespace fp8gemm::fp32out {
 
@@ -161,19 +162,11 @@ struct Scheduler {
             enter_group(group + 1, group_first_tile + group_tiles, group_k_block + group_k_blocks);
         }
         if (group >= Cfg::kNumGroups) return false;
-        // Bands of kRasterWidth N blocks, the last one narrower: a run-time divisor (FastDiv) and two
-        // constant ones.
-        constexpr uint32_t W = Cfg::kRasterWidth;
-        constexpr uint32_t kLastWidth = kNumNBlocks - (kNumNBlocks - 1) / W * W;
+        // Bands of kRasterWidth N blocks (raster.cuh): a run-time divisor (FastDiv) and two constant ones.
         const uint32_t in_group = uint32_t(t - group_first_tile);
-        const uint32_t band = band_tiles.div(in_group);
-        const uint32_t first_n = band * W;
-        const uint32_t in_band = in_group - band * uint32_t(num_m_blocks) * W;
-        const bool full = first_n + W <= uint32_t(kNumNBlocks);
-        const uint32_t m = full ? in_band / W : in_band / kLastWidth;
+        NBands<kNumNBlocks, Cfg::kRasterWidth>::position(in_group, band_tiles.div(in_group), uint32_t(num_m_blocks),
+                                                         tile.m_block, tile.n_block);
         tile.group = group;
-        tile.m_block = int(m);
-        tile.n_block = int(first_n + in_band - m * (full ? W : kLastWidth));
         tile.k_block = group_k_block;
         tile.num_k_blocks = group_k_blocks;
         return true;

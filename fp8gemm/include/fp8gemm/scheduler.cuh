@@ -8,6 +8,7 @@
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 #include <fp8gemm/ptx/memory.cuh>
+#include <fp8gemm/raster.cuh>
 
 namespace fp8gemm {
 
@@ -100,15 +101,7 @@ struct TileScheduler {
     FP8GEMM_DEVICE void rasterize(uint32_t t, uint32_t num_m, int& m_block, int& n_block) const {
         constexpr uint32_t W = Cfg::kRasterWidth;
         if (kFastN) {
-            constexpr uint32_t kLastWidth = kNumNBlocks - (kNumNBlocks - 1) / W * W;
-            const uint32_t band = divide(t, num_m * W);
-            const uint32_t first_n = band * W;
-            const uint32_t in_band = t - band * num_m * W;
-            // NOTES: the band width is one of two constants, so both divisions are by constants.
-            const uint32_t m = first_n + W <= uint32_t(kNumNBlocks) ? in_band / W : in_band / kLastWidth;
-            const uint32_t width = first_n + W <= uint32_t(kNumNBlocks) ? W : kLastWidth;
-            m_block = int(m);
-            n_block = int(first_n + in_band - m * width);
+            NBands<kNumNBlocks, W>::position(t, divide(t, num_m * W), num_m, m_block, n_block);
         } else {
             constexpr uint32_t kBandTiles = uint32_t(kNumNBlocks) * W;
             const uint32_t band = t / kBandTiles;

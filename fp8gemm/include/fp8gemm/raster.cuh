@@ -1,7 +1,7 @@
 // Tile order in bands along N, shared by the forward and training schedulers: a grid of num_m x
-// kNumNBlocks tiles is walked band by band, each band kW N blocks wide (the last one narrower) and
-// M-major inside, so that the ~132 tiles in flight at once cover a compact rectangle and share A
-// and B in L2.
+// kNumNBlocks tiles is walked band by band, each band kW N blocks wide (the last one narrower);
+// inside a band consecutive tiles step along N, then on to the next M block, so that the ~132
+// tiles in flight at once cover a compact rectangle and share A and B in L2.
 #pragma once
 #include <fp8gemm/ptx/common.cuh>
 

@@ -96,6 +96,47 @@ def test_launch_runs_on_the_tensors_device_and_its_stream(gpus: FakeGPUs, monkey
     assert gpus.switches[::2] == ([target, target] if target != 0 else [])
 
 
+def test_a_prepared_launch_runs_on_its_own_device(gpus: FakeGPUs) -> None:
+    """`jit.Launch.run` (what a repeat GEMM call runs; ``launch()`` is the same): prepared on cuda:1 and
+    called with cuda:0 current, it launches on cuda:1 and its stream, and cuda:0 is current again."""
+    kernel = gpus.kernel()
+    gpus.current = 1
+    launch = kernel.prepare(1, 128, 0, (ctypes.c_int32(7),))
+    gpus.current = 0
+    launch.run()
+    launch()
+    assert gpus.launches == [(1, "fn1", FakeGPUs.stream_of(1))] * 2
+    assert gpus.current == 0 and gpus.switches == [1, 0, 1, 0]
+
+
+def test_repeat_calls_run_the_kept_launch_on_the_tensors_device(gpus: FakeGPUs, monkeypatch) -> None:
+    """A repeat call asks nothing about devices itself: its kept `jit.Launch` makes its device current."""
+    from fp8gemm.layout import get_col_major_tma_aligned_tensor
+
+    kernel = gpus.kernel()
+
+    def gemm_dense(*args):
+        launch = kernel.prepare(1, 128, 0, (ctypes.c_int32(7),))
+        launch()
+        return launch
+
+    monkeypatch.setattr(gemm, "_launch_module", SimpleNamespace(gemm_dense=gemm_dense, select_config=None))
+    monkeypatch.setattr(gemm, "_current_device", lambda: gpus.current)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True), raising=False)
+    monkeypatch.setattr(torch.Tensor, "get_device", lambda self: 1, raising=False)
+    a, b = torch.zeros(8, 256, dtype=torch.float8_e4m3fn), torch.zeros(128, 256, dtype=torch.float8_e4m3fn)
+    sa, sb = get_col_major_tma_aligned_tensor(torch.ones(8, 2)), torch.ones(1, 2)
+    out = torch.zeros(8, 128, dtype=torch.bfloat16)
+    gemm.clear_prepared()
+    try:
+        for _ in range(3):
+            gemm.gemm_fp8_fp8_bf16_nt((a, sa), (b, sb), out)
+        assert len(gemm._prepared) == 1
+    finally:
+        gemm.clear_prepared()
+    assert gpus.launches == [(1, "fn1", FakeGPUs.stream_of(1))] * 3 and gpus.current == 0
+
+
 def test_every_public_function_goes_through_the_device_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each public GEMM hands its launch to `_cuda` with ``out``'s device index (checked with the CUDA
     branch forced on CPU tensors, and the validation and launch replaced)."""

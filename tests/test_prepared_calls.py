@@ -11,6 +11,7 @@ import contextlib
 import pytest
 import torch
 
+import fp8gemm
 from fp8gemm import device, env, gemm, validate
 from fp8gemm.layout import get_col_major_tma_aligned_tensor
 
@@ -223,3 +224,103 @@ def test_cpu_calls_are_never_kept() -> None:
     assert gemm._prepared == {}
     with pytest.raises(ValueError, match="^out: expected shape"):
         gemm.gemm_fp8_fp8_bf16_nt(lhs, rhs, torch.empty(M, 8, dtype=torch.bfloat16))
+
+
+# ------------------------------------------------------------------------------------- newer names
+def _masked():
+    a = torch.zeros(G, M, K, dtype=E4M3)
+    sa = _tma(torch.ones(G, M, K // 128))
+    b = torch.zeros(G, N, K, dtype=E4M3)
+    sb = torch.ones(G, 1, K // 128)
+    out = torch.zeros(G, M, N, dtype=torch.bfloat16)
+    return (a, sa), (b, sb), out, torch.zeros(G, dtype=torch.int32)
+
+
+def test_newer_names_share_the_kept_calls_of_the_established_ones(fake: Recorder,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    checks = [_count_checks(monkeypatch, f"check_{kind}") for kind in ("dense", "contiguous", "masked")]
+    lhs, rhs, out = _dense()
+    fp8gemm.fp8_gemm_nt(lhs, rhs, out)
+    gemm.gemm_fp8_fp8_bf16_nt(lhs, rhs, out)
+    fp8gemm.fp8_gemm_nt(lhs, rhs, out, None, None, "mn", True)
+    clhs, crhs, cout, m_indices = _contiguous()
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(clhs, crhs, cout, m_indices)
+    fp8gemm.m_grouped_fp8_gemm_nt_contiguous(clhs, crhs, cout, m_indices)
+    fp8gemm.m_grouped_fp8_gemm_nt_contiguous(clhs, crhs, cout, m_indices=m_indices)
+    mlhs, mrhs, mout, masked_m = _masked()
+    fp8gemm.m_grouped_fp8_gemm_nt_masked(mlhs, mrhs, mout, masked_m, 4)
+    gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked(mlhs, mrhs, mout, masked_m, 4)
+    assert fake.kinds() == ["prepare", "run", "run", "run"] * 2 + ["prepare", "run", "run"]
+    assert [len(c) for c in checks] == [1, 1, 1] and len(gemm._prepared) == 3
+    # The newer names' keys (`_dense_key` & co.) are the established names' keys.
+    assert gemm._dense_key(lhs, rhs, out) == gemm._signature("dense", (*lhs, *rhs, out))
+    assert gemm._contiguous_key(clhs, crhs, cout, m_indices) == gemm._signature(
+        "contiguous", (*clhs, *crhs, cout, m_indices))
+    assert gemm._masked_key(mlhs, mrhs, mout, masked_m, 4) == gemm._signature(
+        "masked", (*mlhs, *mrhs, mout, masked_m), 4, int)
+
+
+def test_newer_names_still_check_on_a_kept_call(fake: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kept call, then the same buffers with something else: the full checks answer, never the kept launch.
+    (a, sa), rhs, out = _dense()
+    (b, sb) = rhs
+    fp8gemm.fp8_gemm_nt((a, sa), rhs, out)
+    with pytest.raises(TypeError, match="^compiled_dims: expected a str, got int"):
+        fp8gemm.fp8_gemm_nt((a, sa), rhs, out, compiled_dims=2)
+    with pytest.raises(TypeError, match="^disable_ue8m0_cast: expected a bool, got int"):
+        fp8gemm.fp8_gemm_nt((a, sa), rhs, out, disable_ue8m0_cast=1)
+    with pytest.raises(NotImplementedError, match="^c: an FP32 accumulator"):
+        fp8gemm.fp8_gemm_nt((a, sa), rhs, out, c=torch.zeros(M, N))
+    with pytest.raises(NotImplementedError, match=r"^recipe: only \(1, 128, 128\)"):
+        fp8gemm.fp8_gemm_nt((a, sa), rhs, out, recipe=(1, 1, 128))
+    with pytest.raises(NotImplementedError, match=r"^a\[1\]: int32 scales"):
+        fp8gemm.fp8_gemm_nt((a, sa.view(torch.int32)), rhs, out)  # same address, shape, strides
+    with pytest.raises(TypeError, match="^b: expected dtype torch.float8_e4m3fn"):
+        fp8gemm.fp8_gemm_nt((a, sa), (b.view(torch.uint8), sb), out)
+    with pytest.raises(ValueError, match="^out: expected a contiguous"):
+        fp8gemm.fp8_gemm_nt((a, sa), rhs, out.t().contiguous().t())  # same shape, other strides
+    with pytest.raises(ValueError, match="^sa: expected shape"):
+        fp8gemm.fp8_gemm_nt((a, sa[:, :1]), rhs, out)
+    assert fake.kinds() == ["prepare", "run"]
+    fp8gemm.fp8_gemm_nt((a, sa), rhs, out, recipe=(1, 128, 128))  # the full checks, then the kept launch
+    assert fake.kinds() == ["prepare", "run", "run"]
+
+
+def test_an_fp32_d_at_a_kept_bf16_address_is_the_training_gemm(fake: Recorder,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    training = []
+    monkeypatch.setattr(gemm, "fp8_gemm_nt_fp32", lambda *args: training.append(args))
+    lhs, rhs, _ = _dense()
+    memory = torch.zeros(M * N)
+    fp32 = memory.view(M, N)
+    bf16 = memory.view(torch.bfloat16)[:M * N].view(M, N)  # same address, shape and strides as fp32
+    assert (bf16.data_ptr(), bf16.shape, bf16.stride()) == (fp32.data_ptr(), fp32.shape, fp32.stride())
+    fp8gemm.fp8_gemm_nt(lhs, rhs, bf16)
+    fp8gemm.fp8_gemm_nt(lhs, rhs, fp32)
+    assert fake.kinds() == ["prepare", "run"] and len(training) == 1 and training[0][2] is fp32
+
+
+def test_newer_grouped_names_keep_only_the_fast_layout(fake: Recorder, monkeypatch) -> None:
+    import fp8gemm.contiguous
+
+    layouts = []
+    monkeypatch.setattr(validate, "check_contiguous_layout", lambda m, g, require_aligned: layouts.append(g))
+    regrouped = []
+    monkeypatch.setattr(fp8gemm.contiguous, "gemm_any_layout", lambda *args: regrouped.append(args))
+    monkeypatch.setattr(gemm, "require_sm90", lambda index: None)
+    monkeypatch.setattr(gemm, "_on_device", lambda index: contextlib.nullcontext())
+    lhs, rhs, out, m_indices = _contiguous()
+    fp8gemm.m_grouped_fp8_gemm_nt_contiguous(lhs, rhs, out, m_indices)
+    fp8gemm.m_grouped_fp8_gemm_nt_contiguous(lhs, rhs, out, m_indices, groups_aligned=False)
+    assert fake.kinds() == ["prepare", "run"] and len(regrouped) == 1
+    monkeypatch.setenv("FP8GEMM_CHECK_INPUTS", "1")
+    env.refresh()
+    fp8gemm.m_grouped_fp8_gemm_nt_contiguous(lhs, rhs, out, m_indices)  # values checked, then kept launch
+    assert layouts == [G] and fake.kinds() == ["prepare", "run", "run"]
+    mlhs, mrhs, mout, masked_m = _masked()
+    fp8gemm.m_grouped_fp8_gemm_nt_masked(mlhs, mrhs, mout, masked_m, 4)
+    with pytest.raises(TypeError, match="expected_m: expected a positive int, got bool"):
+        fp8gemm.m_grouped_fp8_gemm_nt_masked(mlhs, mrhs, mout, masked_m, True)
+    with pytest.raises(NotImplementedError, match="^recipe"):
+        fp8gemm.m_grouped_fp8_gemm_nt_masked(mlhs, mrhs, mout, masked_m, 4, recipe=(2, 128, 128))
+    assert fake.kinds()[3:] == ["prepare", "run"]

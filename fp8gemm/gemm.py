@@ -258,7 +258,9 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
     Semantics: `fp8gemm.reference.m_grouped_contiguous_reference`.
     """
     key = None
-    if groups_aligned is True and not env.check_inputs():  # the fast path's only layout
+    # The fast path's only layout, unchecked values (None: FP8GEMM_CHECK_INPUTS not read yet, the full
+    # path reads it).
+    if groups_aligned is True and env._kept_check_inputs is False:
         try:
             (a, sa), (b, sb) = lhs, rhs
             key = (_CONTIGUOUS, a.data_ptr(), a.shape, a.stride(), a.dtype,
@@ -474,8 +476,8 @@ def m_grouped_fp8_gemm_nt_contiguous(
         raise TypeError("grouped_layout: expected exactly one of grouped_layout= and m_indices=, got "
                         + ("both" if m_indices is not None else "neither"))
     layout = grouped_layout if grouped_layout is not None else m_indices
-    if groups_aligned is True and _plain(None, recipe, compiled_dims, disable_ue8m0_cast) \
-            and not env.check_inputs():
+    if groups_aligned is True and env._kept_check_inputs is False \
+            and _plain(None, recipe, compiled_dims, disable_ue8m0_cast):
         try:
             hit = _prepared.get(_contiguous_key(a, b, d, layout))
         except Exception:

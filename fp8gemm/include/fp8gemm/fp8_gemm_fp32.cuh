@@ -293,18 +293,30 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
 #pragma unroll
             for (int i = 0; i < T::kAccumRegs; ++i) acc[i] = 0.0f;
 
-            // NOTES: the stage's descriptors are stepped at the end of the K block before and the A
-            // scales read after the issue, so that only the full-barrier wait stands before the
-            // wgmma. H200, tools/ab_kernel.py, same run: k-grouped (16, 4096, 7168, ~2048) 2232 ->
-            // 2214 us, (4, 7168, 2048, ~8192) 829 -> 821, dense 4096x7168x16384 951 -> 948.
+            // NOTES: without the early products (160-wide tiles), the stage's descriptors are stepped
+            // at the end of the K block before and the A scales read after the issue, so that only
+            // the full-barrier wait stands before the wgmma. H200, tools/ab_kernel.py, same run:
+            // k-grouped (16, 4096, 7168, ~2048) 2232 -> 2214 us, (4, 7168, 2048, ~8192) 829 -> 821,
+            // dense 4096x7168x16384 951 -> 948. With the early products (tiles up to 128 wide) that
+            // form made the loop 25% slower (dense 7168x2048x8192 257 -> 324 us, 4096x4096x7168 263
+            // -> 328; either half alone: 0 and -1.5%), though its SASS has the same instructions;
+            // those tiles read the A scales first and take the descriptors from the stage.
             uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
             uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
             for (int kb = 0; kb < tile.num_k_blocks; ++kb) {
                 ptx::mbarrier_wait(full + 8 * stage, phase);
-                ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
                 const uint32_t sa_row = a_scales(stage) + (chain_first + row_in_chain) * 4;
-                const float scale_a0 = ptx::load_shared_f32(sa_row);
-                const float scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+                float scale_a0, scale_a1;
+                if constexpr (Cfg::kEarlyProducts) {
+                    scale_a0 = ptx::load_shared_f32(sa_row);
+                    scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+                    ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a0 + ((stage * L::kABytes) >> 4),
+                                                                      desc_b0 + ((stage * L::kBBytes) >> 4));
+                } else {
+                    ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
+                    scale_a0 = ptx::load_shared_f32(sa_row);
+                    scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+                }
                 // NOTES: this thread's sb pairs (and, if registers allow, the per-element scale
                 // products) while the tensor cores run, so that after the wait the promotion is
                 // one FFMA per element as in the forward kernel (two with kEarlyProducts false).

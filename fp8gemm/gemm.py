@@ -63,9 +63,9 @@ _launch_module = None
 # same Python ~3x slower): of a dense hit's ~2.7 us, ~1.7 are the key's 20 tensor reads (~55 ns
 # data_ptr, ~100 shape, ~85 stride(), ~40 dtype each; torch has no cheaper read of the same facts),
 # ~0.4 its hash and the lookup, ~0.35 the launch.
-# The key is spelled out inline in each established name (a loop over the tensors costs ~1 us more,
-# a call to a helper ~40 ns) and in `_dense_key` & co. for the newer names; `_signature` is the same
-# key, built generically (tests/test_prepared_calls.py checks that the three agree).
+# The key is spelled out once per layout, in `_dense_key` & co. (a loop over the tensors costs ~1 us
+# more than the spelled-out tuple; the call to the helper ~40 ns), for both names of each GEMM and for
+# the miss path.
 _MAX_PREPARED = 4096
 _prepared: dict[tuple, tuple[int, Callable[[], None]]] = {}
 _DENSE, _CONTIGUOUS, _MASKED = "dense", "contiguous", "masked"
@@ -76,15 +76,9 @@ def clear_prepared() -> None:
     _prepared.clear()
 
 
-def _signature(kind: str, tensors: tuple[torch.Tensor, ...], *host: object) -> tuple:
-    """The key of `_prepared` (what the public functions and `_dense_key` & co. spell out)."""
-    parts: list[object] = [kind]
-    for t in tensors:
-        parts += (t.data_ptr(), t.shape, t.stride(), t.dtype)
-    return (*parts, *host, _device_module._num_sms_override, _launch().select_config)
-
-
 def _dense_key(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) -> tuple:
+    """The key of a dense call in `_prepared` (raises for arguments that are not tensors with addresses,
+    or before the first CUDA call has imported the launch layer)."""
     (a, sa), (b, sb) = lhs, rhs
     return (_DENSE, a.data_ptr(), a.shape, a.stride(), a.dtype,
             sa.data_ptr(), sa.shape, sa.stride(), sa.dtype,
@@ -95,6 +89,7 @@ def _dense_key(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) -> tuple:
 
 
 def _contiguous_key(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor, m_indices: torch.Tensor) -> tuple:
+    """The key of a contiguous grouped call (aligned layout) in `_prepared`."""
     (a, sa), (b, sb) = lhs, rhs
     return (_CONTIGUOUS, a.data_ptr(), a.shape, a.stride(), a.dtype,
             sa.data_ptr(), sa.shape, sa.stride(), sa.dtype,
@@ -107,6 +102,7 @@ def _contiguous_key(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor, m_indic
 
 def _masked_key(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor, masked_m: torch.Tensor,
                 expected_m: int) -> tuple:
+    """The key of a masked grouped call in `_prepared`."""
     (a, sa), (b, sb) = lhs, rhs
     # type(expected_m): True == 1 and hash(True) == hash(1), but a bool is refused.
     return (_MASKED, a.data_ptr(), a.shape, a.stride(), a.dtype,
@@ -194,13 +190,7 @@ def gemm_fp8_fp8_bf16_nt(lhs: TensorPair, rhs: TensorPair, out: torch.Tensor) ->
         fp8gemm.device.UnsupportedGPUError: CUDA tensors on a GPU that is not sm_90 (Hopper).
     """
     try:
-        (a, sa), (b, sb) = lhs, rhs
-        key = (_DENSE, a.data_ptr(), a.shape, a.stride(), a.dtype,
-               sa.data_ptr(), sa.shape, sa.stride(), sa.dtype,
-               b.data_ptr(), b.shape, b.stride(), b.dtype,
-               sb.data_ptr(), sb.shape, sb.stride(), sb.dtype,
-               out.data_ptr(), out.shape, out.stride(), out.dtype,
-               _device_module._num_sms_override, _launch_module.select_config)
+        key = _dense_key(lhs, rhs, out)
         hit = _prepared.get(key)
     except Exception:  # not tensors, no address (fake, meta), no CUDA call yet: the full path says
         key = hit = None
@@ -221,7 +211,8 @@ def _dense(lhs: object, rhs: object, out: object, key: tuple | None) -> None:
     if converted:
         sa = get_col_major_tma_aligned_tensor(sa)
     if key is None or converted:  # a converted sa is a new tensor every call: its own key
-        key = _signature(_DENSE, (a, sa, b, sb, out))
+        _launch()  # imported before the key, which names its config selector
+        key = _dense_key((a, sa), (b, sb), out)
         if (hit := _prepared.get(key)) is not None:
             hit[1].run()
             return
@@ -262,14 +253,7 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(
     # path reads it).
     if groups_aligned is True and env._kept_check_inputs is False:
         try:
-            (a, sa), (b, sb) = lhs, rhs
-            key = (_CONTIGUOUS, a.data_ptr(), a.shape, a.stride(), a.dtype,
-                   sa.data_ptr(), sa.shape, sa.stride(), sa.dtype,
-                   b.data_ptr(), b.shape, b.stride(), b.dtype,
-                   sb.data_ptr(), sb.shape, sb.stride(), sb.dtype,
-                   out.data_ptr(), out.shape, out.stride(), out.dtype,
-                   m_indices.data_ptr(), m_indices.shape, m_indices.stride(), m_indices.dtype,
-                   _device_module._num_sms_override, _launch_module.select_config)
+            key = _contiguous_key(lhs, rhs, out, m_indices)
             hit = _prepared.get(key)
         except Exception:
             key = hit = None
@@ -309,7 +293,8 @@ def _contiguous_aligned(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: 
     """The aligned-layout kernel on checked CUDA tensors (also the any-layout path's, on its scratch
     buffers), through `_prepared`."""
     if key is None:
-        key = _signature(_CONTIGUOUS, (a, sa, b, sb, out, m_indices))
+        _launch()  # imported before the key, which names its config selector
+        key = _contiguous_key((a, sa), (b, sb), out, m_indices)
         if (hit := _prepared.get(key)) is not None:
             hit[1].run()
             return
@@ -336,15 +321,7 @@ def m_grouped_gemm_fp8_fp8_bf16_nt_masked(
     Semantics: `fp8gemm.reference.m_grouped_masked_reference`.
     """
     try:
-        (a, sa), (b, sb) = lhs, rhs
-        # type(expected_m): True == 1 and hash(True) == hash(1), but a bool is refused.
-        key = (_MASKED, a.data_ptr(), a.shape, a.stride(), a.dtype,
-               sa.data_ptr(), sa.shape, sa.stride(), sa.dtype,
-               b.data_ptr(), b.shape, b.stride(), b.dtype,
-               sb.data_ptr(), sb.shape, sb.stride(), sb.dtype,
-               out.data_ptr(), out.shape, out.stride(), out.dtype,
-               masked_m.data_ptr(), masked_m.shape, masked_m.stride(), masked_m.dtype,
-               expected_m, type(expected_m), _device_module._num_sms_override, _launch_module.select_config)
+        key = _masked_key(lhs, rhs, out, masked_m, expected_m)
         hit = _prepared.get(key)
     except Exception:
         key = hit = None
@@ -366,7 +343,8 @@ def _masked(lhs: object, rhs: object, out: object, masked_m: object, expected_m:
     if converted:
         sa = get_col_major_tma_aligned_tensor(sa)
     if key is None or converted:  # a converted sa is a new tensor every call: its own key
-        key = _signature(_MASKED, (a, sa, b, sb, out, masked_m), expected_m, type(expected_m))
+        _launch()  # imported before the key, which names its config selector
+        key = _masked_key((a, sa), (b, sb), out, masked_m, expected_m)
         if (hit := _prepared.get(key)) is not None:
             hit[1].run()
             return

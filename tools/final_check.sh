@@ -10,19 +10,33 @@
 #   (device) cd build/head && bash tools/final_check.sh
 export PYTHONPATH=. PYTHONUNBUFFERED=1 FP8GEMM_CACHE_DIR=/tmp/fp8c
 OUT=${OUT:-final_out}; mkdir -p "$OUT"
+# NOTES: the device tool brings back at most 8 files from $OUT (the 2026-11-30 run lost
+# training_check.log to a ninth): pytest_gpu.log, sanitizers.log, perf_check.{json,txt},
+# training_check.{log,json}, host_cast.{log,json}. Progress logs stay in /tmp unless a step fails.
+# Baselines: the newest docs/bench/perf_check_*.json and training_check_*.json, if any; shapes more
+# than 5% slower than there are listed (tools/bench_compare.py).
+newest() { ls docs/bench/$1_*.json 2>/dev/null | sort | tail -1; }
 timeout 330 python3 -m pytest -m gpu -q -p no:cacheprovider -rfE tests > "$OUT/pytest_gpu.log" 2>&1
 echo "pytest -m gpu rc=$?: $(tail -1 "$OUT/pytest_gpu.log")"
 grep -E "^FAILED|^ERROR" "$OUT/pytest_gpu.log" | head -20
 # NOTES: racecheck is the slowest; on 2026-11-29 it was cut at 60 s (6f89149) and at 90 s (e86fbb5,
 # after the ring-round cases were added) before printing its summary.
+: > "$OUT/sanitizers.log"
 for tool in memcheck racecheck synccheck; do
   timeout $([ $tool = racecheck ] && echo 140 || echo 90) compute-sanitizer --tool $tool --report-api-errors no --error-exitcode 9 \
-    python3 tools/sanitize_check.py > "$OUT/sanitizer_$tool.log" 2>&1
-  echo "compute-sanitizer $tool rc=$?: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|worst' "$OUT/sanitizer_$tool.log" | tr '\n' ' ')"
+    python3 tools/sanitize_check.py > /tmp/sanitizer_$tool.log 2>&1
+  rc=$?
+  { echo "==== $tool rc=$rc"; grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|worst' /tmp/sanitizer_$tool.log
+    [ $rc = 0 ] || tail -60 /tmp/sanitizer_$tool.log; } >> "$OUT/sanitizers.log"
+  echo "compute-sanitizer $tool rc=$rc: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|worst' /tmp/sanitizer_$tool.log | tr '\n' ' ')"
 done
-timeout 150 python3 tools/perf_check.py --no-check --out "$OUT" > "$OUT/perf_check.log" 2>&1
-echo "perf_check rc=$?"; sed -n '/==== summary/,$p' "$OUT/perf_check.log" | grep -E "geomean|failures"
-timeout 60 python3 tools/training_check.py > "$OUT/training_check.log" 2>&1
-echo "training_check rc=$?"; tail -8 "$OUT/training_check.log"
+base=$(newest perf_check)
+timeout 150 python3 tools/perf_check.py --no-check --out "$OUT" ${base:+--baseline "$base"} > /tmp/perf_check.log 2>&1
+rc=$?; echo "perf_check rc=$rc"; [ $rc = 0 ] || tail -40 /tmp/perf_check.log
+grep -E "geomean|failures|^against|SLOWER" "$OUT/perf_check.txt"
+base=$(newest training_check)
+timeout 90 python3 tools/training_check.py --json "$OUT/training_check.json" ${base:+--baseline "$base"} \
+  > "$OUT/training_check.log" 2>&1
+echo "training_check rc=$?"; grep -E "failures|^(dense|k-grouped) |^against|SLOWER" "$OUT/training_check.log"
 timeout 60 python3 tools/host_cast_check.py --json "$OUT/host_cast.json" > "$OUT/host_cast.log" 2>&1
 echo "host_cast_check rc=$?"; tail -12 "$OUT/host_cast.log"

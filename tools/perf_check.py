@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_compare  # noqa: E402
+
 import fp8gemm  # noqa: E402
 from benchmarks.baselines import scaled_mm_blockwise  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
@@ -165,6 +167,13 @@ def sweep_grouped(layout, sizes, n, k, expected, variants, lines):
         print(lines[-1], flush=True)
 
 
+def row_name(row: dict) -> str:
+    """A timed shape's name, the same in every run (for tools/bench_compare.py)."""
+    if row["kind"] == "dense":
+        return f"dense {row['m']}x{row['n']}x{row['k']}"
+    return f"{row['kind']} {row['groups']}x{row['m_per_group']} {row['n']}x{row['k']}"
+
+
 def spread_sizes(groups, m_per_group, seed, total=None):
     """m_per_group * U(0.7, 1.3) per group; with `total`, rescaled to sum to it (the reference's rows)."""
     rng = random.Random(seed)
@@ -263,6 +272,8 @@ def main() -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--repeat", type=int, default=1,
                    help="timed passes over every shape, round-robin; the median is reported")
+    p.add_argument("--baseline", type=Path,
+                   help="an earlier run's perf_check.json: report the shapes that got slower")
     args = p.parse_args()
     failures, lines, rows = 0, [], []
     if not args.no_check:
@@ -294,6 +305,8 @@ def main() -> int:
         dense = [r for r in rows if r["kind"] == "dense"]
         ratios = [r["reference_us"] / r["ours_us"] for r in dense]
         lines.append(f"dense geomean ref/ours {math.exp(statistics.mean(map(math.log, ratios))):.3f}")
+        if args.baseline:
+            lines += bench_compare.report(rows, args.baseline, row_name, "ours_us")
     print("\n==== summary ====")
     print("\n".join(lines))
     print(f"{failures} failures")

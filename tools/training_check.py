@@ -5,6 +5,7 @@ the issue's target shapes. Exits non-zero if any result is wrong.
     python tools/training_check.py             # checks and times
     python tools/training_check.py --no-time   # checks only
     python tools/training_check.py --tiles 128x96 128x160:tma   # also time forced variants
+    python tools/training_check.py --json OUT.json --baseline EARLIER.json   # save; flag slowdowns
 
 Checks: NaN-poisoned outputs, c = None / d is c / another c, dense K % 128 != 0 and odd N, 0-token
 groups (their d stays as it was), odd token counts, forced tiles (64- and 128-row, 32-160 wide, both
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import random
 import sys
 from pathlib import Path
@@ -23,6 +25,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+import bench_compare  # noqa: E402
 
 import fp8gemm  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
@@ -237,7 +242,9 @@ def _time_k_grouped(g: int, m: int, n: int, tokens: int, tiles: list[str], rows:
         rows.append((f"  forced {spec}", us, flops / us / 1e6))
 
 
-def time_shapes(extra_tiles: list[str]) -> None:
+def time_shapes(extra_tiles: list[str]) -> list[dict]:
+    """Times of the issue's shapes (and of forced tiles), printed as a table and returned as rows
+    {"case", "us", "tflops"}."""
     rows: list = []
     for i, (m, n, k) in enumerate(((4096, 7168, 16384), (7168, 2048, 8192), (2112, 7168, 8192),
                                    (4096, 4096, 7168))):
@@ -250,6 +257,7 @@ def time_shapes(extra_tiles: list[str]) -> None:
     print(f"{'case':50s} {'us':>9s} {'TFLOPS':>8s}")
     for name, us, tflops in rows:
         print(f"{name:50s} {us:9.1f} {tflops:8.1f}", flush=True)
+    return [{"case": name.strip(), "us": us, "tflops": tflops} for name, us, tflops in rows]
 
 
 def main() -> int:
@@ -257,6 +265,8 @@ def main() -> int:
     p.add_argument("--no-time", action="store_true")
     p.add_argument("--tiles", nargs="*", default=[],
                    help="forced tiles to time as well: BMxBN (direct epilogue) or BMxBN:tma")
+    p.add_argument("--json", type=Path, help="also write the timed rows here")
+    p.add_argument("--baseline", type=Path, help="an earlier run's --json: report the cases that got slower")
     args = p.parse_args()
     torch.manual_seed(0)
     for m, n, k in ((4096, 7168, 4096), (2112, 7168, 8192), (256, 512, 1008), (129, 4, 16), (64, 200, 384),
@@ -272,7 +282,11 @@ def main() -> int:
     forced_tiles()
     print(f"{len(FAILURES)} failures" + (f": {FAILURES}" if FAILURES else ""), flush=True)
     if not args.no_time:
-        time_shapes(args.tiles)
+        rows = time_shapes(args.tiles)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        if args.baseline:
+            print("\n".join(bench_compare.report(rows, args.baseline, lambda r: r["case"], "us")), flush=True)
     return 1 if FAILURES else 0
 
 

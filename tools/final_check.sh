@@ -37,6 +37,7 @@ grep -E "geomean|failures|^against|SLOWER" "$OUT/perf_check.txt"
 base=$(newest training_check)
 timeout 90 python3 tools/training_check.py --json "$OUT/training_check.json" ${base:+--baseline "$base"} \
   > "$OUT/training_check.log" 2>&1
-echo "training_check rc=$?"; grep -E "failures|^(dense|k-grouped) |^against|SLOWER" "$OUT/training_check.log"
+rc=$?; echo "training_check rc=$rc"; grep -E "failures|^(dense|k-grouped) |^against|SLOWER" "$OUT/training_check.log"
+[ $rc = 0 ] || tail -20 "$OUT/training_check.log"
 timeout 60 python3 tools/host_cast_check.py --json "$OUT/host_cast.json" > "$OUT/host_cast.log" 2>&1
 echo "host_cast_check rc=$?"; tail -12 "$OUT/host_cast.log"

@@ -143,6 +143,28 @@ def test_row_major_sa_is_converted_on_every_call(fake: Recorder, monkeypatch: py
     assert all(key[7] == (1, M) for key in gemm._prepared)
 
 
+def test_first_call_of_a_process_imports_the_launch_layer_before_its_key(
+        fake: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before any CUDA call the launch layer is not imported (`_launch_module` is None) and the keys
+    name its config selector: the hit path gives up quietly, the full path imports it first."""
+    def import_launch():
+        gemm._launch_module = fake
+        return fake
+
+    monkeypatch.setattr(gemm, "_launch_module", None)
+    monkeypatch.setattr(gemm, "_launch", import_launch)
+    lhs, rhs, out = _dense()
+    gemm.gemm_fp8_fp8_bf16_nt(lhs, rhs, out)
+    gemm.gemm_fp8_fp8_bf16_nt(lhs, rhs, out)
+    assert fake.kinds() == ["prepare", "run", "run"]
+    assert list(gemm._prepared) == [gemm._dense_key(lhs, rhs, out)]
+    for name, call in (("contiguous", lambda: gemm.m_grouped_gemm_fp8_fp8_bf16_nt_contiguous(*_contiguous())),
+                       ("masked", lambda: gemm.m_grouped_gemm_fp8_fp8_bf16_nt_masked(*_masked(), 4))):
+        monkeypatch.setattr(gemm, "_launch_module", None)
+        call()
+        assert fake.log[-2][:2] == ("prepare", name)
+
+
 def test_masked_key_holds_expected_m_and_its_type(fake: Recorder) -> None:
     a = torch.zeros(G, M, K, dtype=E4M3)
     sa = _tma(torch.ones(G, M, K // 128))

@@ -6,6 +6,7 @@ import pytest
 from repo_scripts import load
 
 from fp8gemm import gemm, launch
+from fp8gemm.config import max_stages
 
 ab_kernel = load("tools/ab_kernel.py")
 
@@ -47,3 +48,23 @@ def test_switching_variants_forgets_every_prepared_launch(recorded, monkeypatch)
     monkeypatch.setitem(gemm._prepared, ("dense", 2), (0, lambda: None))
     ab_kernel.restore(original)
     assert not gemm._prepared
+
+
+@pytest.mark.parametrize("variant, flags, tiles", [
+    ("none", (), None),
+    ("FP8GEMM_EXP_X+FP8GEMM_EXP_Y", ("-DFP8GEMM_EXP_X", "-DFP8GEMM_EXP_Y"), None),
+    ("none@128x192b", (), (128, 192, "b")),
+    ("FP8GEMM_EXP_X@64x64n", ("-DFP8GEMM_EXP_X",), (64, 64, "none")),
+])
+def test_a_variant_names_its_flags_and_its_tiles(variant, flags, tiles) -> None:
+    assert ab_kernel.parse_variant(variant) == (flags, tiles)
+
+
+def test_a_variant_with_tiles_forces_them_until_restored(recorded) -> None:
+    picked = launch.select_config
+    original = ab_kernel.with_flags((), (128, 192, "b"))
+    cfg = launch.select_config("masked", 192, 6144, 7168, 32, 132)
+    ab_kernel.restore(original)
+    assert (cfg.block_m, cfg.block_n, cfg.multicast) == (128, 192, "b")
+    assert cfg.stages == max_stages(128, 192)   # derived for the new tiles, not the pick's
+    assert launch.select_config is picked

@@ -4,13 +4,15 @@
         [--shapes dense:4096x7168x2048 contiguous:4x8192x4096x7168 masked:4x256x4096x7168 \
                   fp32:4096x7168x16384 kgrouped:16x4096x7168x2048] [--rounds 3]
 
-Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run with
-the heuristics' config, through the launch path with the variant's flags swapped in. Variants are
-timed round-robin, `--rounds` times, and the median per variant is printed with its correctness
-(calc_diff against the reference, outputs NaN-poisoned before the checked call). For experiments
-on a local copy of the kernel (an `#ifdef` that skips a part, or a second version of a file
-selected by a macro); the production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS`
-time the training kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
+Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run
+through the launch path with the variant's flags swapped in, with the heuristics' config, or with
+other tiles where the variant ends in `@BMxBN` plus the multicast (`a`, `b` or `n` for none), e.g.
+`none@128x192b` or `FP8GEMM_EXP_X@64x64n` (forward kernel only). Variants are timed round-robin,
+`--rounds` times, and the median per variant is printed with its correctness (calc_diff against the
+reference, outputs NaN-poisoned before the checked call). For experiments on a local copy of the
+kernel (an `#ifdef` that skips a part, or a second version of a file selected by a macro); the
+production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS` time the training
+kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import fp8gemm  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
 from fp8gemm import launch, reference  # noqa: E402
+from fp8gemm.config import with_tiles  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 DEFAULT_SHAPES = ["dense:4096x32768x512", "dense:4096x7168x2048", "dense:4096x4096x7168",
@@ -122,10 +125,24 @@ def make_case(spec: str):
     return call, check, 2 * sum(sizes) * n * k
 
 
-def with_flags(flags: tuple[str, ...]):
-    """Route every launch the library prepares through these compile flags; returns what restore()
-    puts back."""
-    original = launch._prepare, launch.run_fp32
+def parse_variant(variant: str) -> tuple[tuple[str, ...], tuple[int, int, str] | None]:
+    """(compile flags, forced tiles or None) of a variant spelled `A+B@128x192b`."""
+    macros, _, tiles = variant.partition("@")
+    flags = () if macros == "none" else tuple(f"-D{f}" for f in macros.split("+"))
+    if not tiles:
+        return flags, None
+    bm, bn = tiles[:-1].split("x")
+    return flags, (int(bm), int(bn), {"a": "a", "b": "b", "n": "none"}[tiles[-1]])
+
+
+def with_flags(flags: tuple[str, ...], tiles: tuple[int, int, str] | None = None):
+    """Route every launch the library prepares through these compile flags (and tiles, if given);
+    returns what restore() puts back."""
+    original = launch._prepare, launch.run_fp32, launch.select_config
+    if tiles is not None:
+        def select(layout, m, n, k, groups=1, num_sms=132):
+            return with_tiles(original[2](layout, m, n, k, groups, num_sms), *tiles)
+        launch.select_config = select
 
     def flagged(fn):
         def call(*args, **kwargs):
@@ -139,7 +156,7 @@ def with_flags(flags: tuple[str, ...]):
 
 
 def restore(original) -> None:
-    launch._prepare, launch.run_fp32 = original
+    launch._prepare, launch.run_fp32, launch.select_config = original
     forget_prepared()
 
 
@@ -164,8 +181,7 @@ def main() -> int:
         diffs: dict[str, float] = {}
         for _ in range(args.rounds):
             for v in args.variants:
-                flags = () if v == "none" else tuple(f"-D{f}" for f in v.split("+"))
-                original = with_flags(flags)
+                original = with_flags(*parse_variant(v))
                 try:
                     if v not in diffs:
                         diffs[v] = check()

@@ -296,7 +296,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
             if block_n > MAX_BLOCK_N[block_m] or not spans_at_most_two_scale_blocks(block_n):
                 continue
             # NOTES: the producer thread (40 registers) spills with 128x64 tiles (80 B, n=7168
-            # k=2048) and with masked 128x192 (12 B); neighbouring tiles serve instead.
+            # k=2048); neighbouring tiles serve instead.
             if (block_m, block_n) == (128, 64):
                 continue
             # NOTES: masked tiles wider than 128 share B across a group's M blocks in pairs, so
@@ -307,10 +307,12 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
             # within 3% on 5 of the other 7 masked shapes; 2 x ~512 rows N 4096 (5 blocks per
             # group in that draw) ran
             # 128x160 A in 59 us against 76, a wave-count accident of the draw (4 blocks: 2 waves
-            # either way), which expected_m cannot predict.
-            # 128x192 masked spills in the producer thread (12 B; 160 does not), so 160 at most.
+            # either way), which expected_m cannot predict. Masked 128x192 B (spill-free since its
+            # kernel computes the epilogue's addresses per tile and splits the registers 56 / 224,
+            # GemmTraits::kWideMasked), same run, 2026-11-30: 32 x ~192 529.7 us against 128x160 B
+            # 536.2 (4 x ~256 N 4096, whose blocks are not even: 65.2 against 128x128 A 47.9).
             wide_masked = layout == "masked" and block_n > 128
-            if wide_masked and (block_n > 160 or not _even_masked_blocks(m, block_m)):
+            if wide_masked and not _even_masked_blocks(m, block_m):
                 continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)

@@ -113,8 +113,20 @@ struct GemmTraits {
     // NOTES: setmaxnreg moves registers inside the CTA's launch allocation (168 x 384 with two
     // math warpgroups): the producer must free exactly what the math warpgroups take,
     // (168 - 40) x 128 = (232 - 168) x 256; 48 for the producer deadlocks the raise.
-    static constexpr int kProducerRegs = 40;
-    static constexpr int kMathRegs = kNumMathWarpgroups == 2 ? 232 : 240;
+    // Masked tiles wider than 160 (128x192, multicast B) split them 56 / 224 instead:
+    // (168 - 56) x 128 = (224 - 168) x 256. Their producer keeps the group's walk and a tensor-map
+    // address across the multicast loads' elect loop, and spilled 12 B at 40; the math loops fit
+    // 224 (their SASS is as at 232).
+    static constexpr bool kWideMasked = Cfg::kLayout == GemmLayout::kMasked && Cfg::kBlockN > 160;
+    static constexpr int kProducerRegs = kWideMasked ? 56 : 40;
+    static constexpr int kMathRegs = kWideMasked ? 224 : kNumMathWarpgroups == 2 ? 232 : 240;
+    // NOTES: ptxas hoists the epilogue's stmatrix addresses (they depend on the lane only) out of
+    // the tile loop and keeps them in registers; in masked 128x192 that spilled 44 B. Those tiles
+    // compute them per tile instead (stage_output); their main loops' SASS is unchanged by it.
+    // Other kernels keep the hoisted form: on the short 256x128 tiles (K <= 3072), where it also
+    // removed a spill and so allowed ring rounds, the two together were 0.8-1.4% slower than
+    // neither (4096x7168x2048 93.0 -> 93.7 us, 4096x24576x1536 238.2 -> 241.6; same run, 2026-11-30).
+    static constexpr bool kEpilogueAddressesPerTile = kWideMasked;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128 || Cfg::kBlockM == 256, "64-row chains");
     static_assert(Cfg::kStages >= kOverlapDepth, "an overlapped round holds kOverlapDepth stages at once");
@@ -227,6 +239,7 @@ FP8GEMM_DEVICE int staged_offset(int row, int chunk) {
 // Math warpgroup: writes one chain's 64 x kBlockN accumulator tile, as BF16, into its staging slabs.
 template <class Cfg>
 FP8GEMM_DEVICE void stage_output(const float* acc, uint32_t staging, int warp, int lane) {
+    if constexpr (GemmTraits<Cfg>::kEpilogueAddressesPerTile) ptx::opaque(lane);
     const int row = warp * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
 #pragma unroll
     for (int j = 0; j < Cfg::kBlockN / 8; j += 2) {

@@ -28,6 +28,12 @@ FP8GEMM_DEVICE V warp_uniform(V value) {
     return static_cast<V>(__shfl_sync(0xffffffff, static_cast<int>(value), 0));
 }
 
+// `value` unchanged, but opaque to the compiler from here on: what is computed from it is computed
+// after this point, not hoisted out of an enclosing loop (no instruction is emitted).
+FP8GEMM_DEVICE void opaque(int& value) {
+    asm volatile("" : "+r"(value));
+}
+
 // `value` as lane `src_lane` of the warp holds it.
 FP8GEMM_DEVICE float lane_value(float value, int src_lane) {
     return __shfl_sync(0xffffffff, value, src_lane);

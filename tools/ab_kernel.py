@@ -13,6 +13,9 @@ reference, outputs NaN-poisoned before the checked call). For experiments on a l
 kernel (an `#ifdef` that skips a part, or a second version of a file selected by a macro); the
 production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS` time the training
 kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
+A grouped shape of shapes.json followed by `:ref` (`masked:32x192x6144x7168:ref`) gets the rows
+that tools/perf_check.py times it with (the reference run's); otherwise its groups hold
+m * U(0.7, 1.3) rows.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from perf_check import spread_sizes  # noqa: E402
+from perf_check import reference_sizes, spread_sizes  # noqa: E402
 
 import fp8gemm  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
@@ -75,7 +78,8 @@ def make_training_case(layout: str, nums: list[int]):
 
 def make_case(spec: str):
     """(call, check, flops) for one shape spec; check() returns calc_diff against the reference."""
-    layout, dims = spec.split(":")
+    layout, dims, *tail = spec.split(":")
+    reference_rows = tail == ["ref"]
     nums = [int(v) for v in dims.split("x")]
     if layout in ("fp32", "kgrouped"):
         return make_training_case(layout, nums)
@@ -94,7 +98,8 @@ def make_case(spec: str):
             return calc_diff(out, ref)
         return call, check, 2 * m * n * k
     g, mpg, n, k = nums
-    sizes = spread_sizes(g, mpg, seed=g)
+    # `:ref` after a grouped shape: the rows perf_check times it with (the reference run's)
+    sizes = reference_sizes(layout, g, mpg, n, k) if reference_rows else spread_sizes(g, mpg, seed=g)
     if layout == "contiguous":
         x = make_contiguous_inputs(sizes, n, k)
         out = torch.empty((x.a.shape[0], n), dtype=torch.bfloat16, device="cuda")

@@ -179,3 +179,14 @@ def test_with_tiles_derives_what_follows_from_the_tiles() -> None:
     assert (v.n, v.k, v.layout, v.raster_width) == (base.n, base.k, base.layout, base.raster_width)
     w = with_tiles(base, 64, 48, "none", stages=5, raster_width=8, k_splits=2)
     assert (w.stages, w.store_slab_cols, w.raster_width, w.k_splits) == (5, 16, 8, 2)
+
+
+def test_the_kernel_refuses_contiguous_tiles_taller_than_the_groups_alignment() -> None:
+    # A 256-row contiguous tile could span two experts (groups are aligned to 128 rows) and would
+    # compute its second half with the first expert's weights: it must not compile.
+    from fp8gemm.config import with_tiles
+    from fp8gemm.jit.compiler import CompileError, compile_cuda
+
+    cfg = with_tiles(select_config("contiguous", 4096, 1024, 1024, 4, 132), 256, 128, "a")
+    with pytest.raises(CompileError, match="at most 128 rows"):
+        compile_cuda(kernel_source(cfg), kernel_name(cfg), use_cache=False)

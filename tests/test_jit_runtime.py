@@ -128,3 +128,68 @@ def test_raw_launcher_is_libcuda_or_none() -> None:
     assert raw is raw_launch_kernel_ex()  # looked up once
     if raw is not None:
         assert raw.argtypes == [ctypes.c_void_p] * 4 and raw.restype is ctypes.c_int
+
+
+# -------------------------------------------------------- the driver call of a PointerLaunch
+def _pointer_launch(monkeypatch: pytest.MonkeyPatch, raw, stream: int = 0):
+    """A PointerLaunch (two tensors per call, then an int32 and a float) around a real CUlaunchConfig,
+    with the ctypes launcher replaced by `raw`; the current stream is `stream`."""
+    from cuda.bindings import driver as cu
+
+    from fp8gemm.jit import runtime
+
+    monkeypatch.setattr(runtime, "_raw_launcher", lambda: raw)
+    monkeypatch.setattr(runtime, "_driver", lambda: cu)
+    monkeypatch.setattr(runtime, "_current_device", lambda: 0)
+    monkeypatch.setattr(runtime, "_raw_stream", lambda device: stream)
+    kernel = _kernel()
+    kernel._param_sizes[0] = (8, 8, 4, 4)
+    fixed = (ctypes.c_int32(64), ctypes.c_float(0.5))
+    return runtime.PointerLaunch(kernel, 0, cu.CUfunction(), cu.CUlaunchConfig(), (1, 32, 0), 2, fixed), fixed
+
+
+def test_a_pointer_launch_passes_each_calls_tensors_and_its_own_copy_of_the_scalars(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+
+    def raw(cfg, fn, params, extra):  # read the packed arguments while the call is made
+        seen.append(tuple(struct.unpack(fmt, _pointee(params, i, size))[0]
+                          for i, (fmt, size) in enumerate([("<Q", 8), ("<Q", 8), ("<i", 4), ("<f", 4)])))
+        return 0
+
+    launch, fixed = _pointer_launch(monkeypatch, raw)
+    fixed[0].value = -1  # the launch holds copies of its scalars
+    a, b, c = (torch.zeros(4, dtype=torch.uint8) for _ in range(3))
+    launch.run(a, b)
+    launch.run(c, a)
+    assert seen == [(a.data_ptr(), b.data_ptr(), 64, 0.5), (c.data_ptr(), a.data_ptr(), 64, 0.5)]
+
+
+def test_a_pointer_launch_on_another_stream_goes_through_kernel_launch(monkeypatch) -> None:
+    from fp8gemm.jit import runtime
+
+    launch, fixed = _pointer_launch(monkeypatch, lambda *args: 0)
+    monkeypatch.setattr(runtime, "_raw_stream", lambda device: 7)   # not the prepared stream (0)
+    calls = []
+    monkeypatch.setattr(launch.kernel, "launch", lambda *args: calls.append(args))
+    a, b = torch.zeros(4), torch.zeros(4)
+    launch.run(a, b)
+    [(grid, block, smem, args)] = calls
+    assert (grid, block, smem) == (1, 32, 0) and args[0] is a and args[1] is b
+    assert [type(x) for x in args[2:]] == [ctypes.c_int32, ctypes.c_float]
+    assert [x.value for x in args[2:]] == [f.value for f in fixed]
+
+
+def test_a_pointer_launch_holds_no_tensor_and_refuses_non_tensors_in_front(monkeypatch) -> None:
+    from fp8gemm.jit import runtime
+
+    kernel = _kernel()
+    monkeypatch.setattr(runtime, "_current_device", lambda: 0)
+    monkeypatch.setattr(runtime, "_raw_stream", lambda device: 0)
+    monkeypatch.setattr(kernel, "_setup", lambda *args: (None, None))
+    kernel._param_sizes[0] = (8, 4)
+    with pytest.raises(TypeError, match="first 1 arguments of a PointerLaunch must be tensors"):
+        kernel.prepare_pointers(1, 32, 0, (ctypes.c_int64(1), ctypes.c_int32(2)), 1)
+    monkeypatch.setattr(runtime, "PointerLaunch", lambda *args: args)
+    made = kernel.prepare_pointers(1, 32, 0, (torch.zeros(4), ctypes.c_int32(2)), 1)
+    assert not any(isinstance(a, torch.Tensor) for a in made[-1])   # only the fixed arguments kept

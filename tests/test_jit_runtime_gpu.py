@@ -150,6 +150,32 @@ def test_prepared_launch_keeps_its_arguments_and_follows_the_stream():
     assert torch.equal(out, (torch.arange(1000, device="cuda") + 5).to(torch.uint8))
 
 
+def test_pointer_launch_takes_each_calls_tensors_and_follows_the_stream():
+    source = """extern "C" __global__ void fill3(unsigned char* out, int n, unsigned int value) {
+        int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n) out[i] = (unsigned char)(value + i);
+    }"""
+    kernel = build(source, "fill3")
+    expected = (torch.arange(1000, device="cuda") + 5).to(torch.uint8)
+    a, b, c = (torch.zeros(1000, dtype=torch.uint8, device="cuda") for _ in range(3))
+    launch = kernel.prepare_pointers(8, 128, 0, (a, ctypes.c_int32(1000), ctypes.c_uint32(5)), 1)
+    launch.run(b)
+    torch.cuda.synchronize()
+    assert torch.equal(b, expected) and not a.any()  # the tensor of the call, not the example
+    launch.run(a)
+    torch.cuda.synchronize()
+    assert torch.equal(a, expected)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(2_000_000)
+        launch.run(c)
+        done = torch.cuda.Event()
+        done.record()
+    assert not done.query()  # queued behind the sleep on the side stream
+    done.synchronize()
+    assert torch.equal(c, expected)
+
+
 def test_roundtrip_kernel_is_in_the_family():
     # Sanity: the kernel the GPU tests run is the one the CPU tests inspect.
     assert ROUNDTRIP_KERNEL in roundtrip_source(64, 128, 1)

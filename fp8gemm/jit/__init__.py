@@ -9,7 +9,7 @@ from __future__ import annotations
 from .artifacts import CompiledKernel, CompileError, PtxasResources
 from .compiler import compile_cuda
 from .errors import CudaDriverError
-from .runtime import Kernel, Launch, load
+from .runtime import Kernel, Launch, PointerLaunch, load
 from .tma import TensorMap, make_tensor_map
 from .tools import sass
 
@@ -25,6 +25,7 @@ __all__ = [
     "CudaDriverError",
     "Kernel",
     "Launch",
+    "PointerLaunch",
     "PtxasResources",
     "TensorMap",
     "build",

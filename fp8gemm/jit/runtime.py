@@ -29,7 +29,7 @@ from .driver import ensure_context, max_dynamic_smem, raw_launch_kernel_ex
 from .errors import check
 from .tma import TensorMap
 
-__all__ = ["Kernel", "Launch", "load", "ensure_context", "max_dynamic_smem"]
+__all__ = ["Kernel", "Launch", "PointerLaunch", "load", "ensure_context", "max_dynamic_smem"]
 
 # c_int64 is c_long on Linux; the long long spellings are accepted too. The size is checked
 # against the kernel's parameter, so a wrong width is an error rather than garbage.
@@ -251,6 +251,17 @@ class Kernel:
                 *(a for a in args if type(a) is TensorMap))
         return Launch(self, device, fn, cfg, (grid, block, smem_bytes, cluster), buf, keep)
 
+    def prepare_pointers(self, grid: int, block: int, smem_bytes: int, args, count: int) -> PointerLaunch:
+        """A `PointerLaunch`: like `prepare`, but the first `count` arguments (tensors) are given anew
+        to each ``run(*tensors)`` call; the other arguments are packed now. `args` holds example
+        tensors in those places (their addresses are not kept)."""
+        device = _current_device()
+        fn, cfg = self._setup(device, grid, block, smem_bytes, 1, _raw_stream(device))
+        _fill(_ArgBuffer(len(args)), args, self._param_sizes[device], self.name)  # checks the arguments
+        if not all(isinstance(a, torch.Tensor) for a in args[:count]):
+            raise TypeError(f"{self.name}: the first {count} arguments of a PointerLaunch must be tensors")
+        return PointerLaunch(self, device, fn, cfg, (grid, block, smem_bytes), count, tuple(args[count:]))
+
     def _launch_failed(self, err, device: int, cfg, fn, params: int) -> None:
         cu = _driver()
         err = cu.CUresult(int(err))  # the ctypes launch returns a plain int
@@ -273,14 +284,15 @@ def _raw_addresses(cfg, fn) -> tuple[int, int] | None:
         return None
 
 
-def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_scalars: bool = False) -> None:
-    """Point ``buf.ptrs[i]`` at argument i: a tensor map's bytes, a tensor's address (kept in a slot),
-    a ctypes scalar (the caller's object, or with ``own_scalars`` a copy in a slot)."""
-    n = len(args)
+def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_scalars: bool = False,
+          start: int = 0) -> None:
+    """Point ``buf.ptrs[start + i]`` at argument i: a tensor map's bytes, a tensor's address (kept in a
+    slot), a ctypes scalar (the caller's object, or with ``own_scalars`` a copy in a slot)."""
+    n = start + len(args)
     if sizes is not None and len(sizes) != n:
         raise TypeError(f"{name} takes {len(sizes)} arguments, got {n}")
     ptrs, slots, slot_addrs = buf.ptrs, buf.slots, buf.slot_addrs
-    for i, a in enumerate(args):
+    for i, a in enumerate(args, start):
         cls = type(a)
         if cls is TensorMap:
             ptrs[i] = a.address
@@ -372,6 +384,64 @@ class Launch:
             (err,) = _driver().cuLaunchKernelEx(cfg, fn, self._params, 0)
         if err:
             self.kernel._launch_failed(err, device, cfg, fn, self._params)
+
+
+class PointerLaunch:
+    """A kernel with fixed launch dimensions and fixed scalar arguments whose first tensor arguments
+    change from call to call (`Kernel.prepare_pointers`; the activation cast, whose input and outputs
+    are new tensors each time).
+
+    ``run(*tensors)`` launches on the current stream. NOTES: the hot path writes the tensors'
+    addresses into this thread's packed argument array (the scalars were copied there once) and makes
+    one ctypes call with the configuration prepared for the stream current at prepare time: on the
+    H200 host of 2026-11-30, `Kernel.launch` of the cast took 7.6 us of host time, 2.8 of them packing
+    its arguments, a prepared `Launch` 3.9. On another device or stream it goes through
+    `Kernel.launch`. Threads may share it (each packs into its own array).
+    """
+
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_count", "_fixed", "_raw",
+                 "_addresses", "_tls")
+
+    def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int], count: int,
+                 fixed: tuple):
+        self.kernel = kernel
+        self.device = device
+        self._fn = fn
+        self._cfg = cfg
+        self._stream = int(cfg.hStream)
+        self._dims = dims
+        self._count = count  # tensors given to each run
+        # The arguments after them, scalars copied (the caller may reuse its ctypes objects); no
+        # tensor is kept, so no memory is held.
+        self._fixed = tuple(type(a)(a.value) if type(a) in _scalar_sizes else a for a in fixed)
+        self._raw = _raw_launcher()
+        self._addresses = _raw_addresses(cfg, fn)
+        if self._addresses is None:
+            self._raw = None
+        self._tls = threading.local()
+
+    def _thread_buffer(self) -> _ArgBuffer:
+        """This thread's argument array: the fixed arguments copied in, the tensors' slots pointed to."""
+        buf = _ArgBuffer(self._count + len(self._fixed))
+        for i in range(self._count):
+            buf.ptrs[i] = buf.slot_addrs[i]
+        _fill(buf, self._fixed, self.kernel._param_sizes[self.device], self.kernel.name, own_scalars=True,
+              start=self._count)
+        self._tls.buf = buf
+        return buf
+
+    def run(self, *tensors: torch.Tensor) -> None:
+        """Launch with `tensors` as the first arguments, on the current stream of the current device."""
+        device = _current_device()
+        if device != self.device or self._raw is None or _raw_stream(device) != self._stream:
+            self.kernel.launch(*self._dims, (*tensors, *self._fixed))
+            return
+        buf = getattr(self._tls, "buf", None) or self._thread_buffer()
+        slots = buf.slots
+        for i, t in enumerate(tensors):
+            slots[i] = t.data_ptr()
+        if err := self._raw(*self._addresses, buf.ptrs_addr, None):
+            self.kernel._launch_failed(err, device, self._cfg, self._fn, buf.ptrs_addr)
 
 
 _kernels: dict[tuple[str, bytes], Kernel] = {}

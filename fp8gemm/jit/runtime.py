@@ -411,8 +411,8 @@ class PointerLaunch:
         self._stream = int(cfg.hStream)
         self._dims = dims
         self._count = count  # tensors given to each run
-        # The arguments after them, scalars copied (the caller may reuse its ctypes objects); no
-        # tensor is kept, so no memory is held.
+        # The arguments after them, scalars copied (the caller may reuse its ctypes objects). No
+        # example tensor is kept (a tensor map given here keeps its own tensor alive, as in `Launch`).
         self._fixed = tuple(type(a)(a.value) if type(a) in _scalar_sizes else a for a in fixed)
         self._raw = _raw_launcher()
         self._addresses = _raw_addresses(cfg, fn)
@@ -431,7 +431,8 @@ class PointerLaunch:
         return buf
 
     def run(self, *tensors: torch.Tensor) -> None:
-        """Launch with `tensors` as the first arguments, on the current stream of the current device."""
+        """Launch with `tensors` (exactly as many as at prepare time) as the first arguments, on the
+        current stream of the current device."""
         device = _current_device()
         if device != self.device or self._raw is None or _raw_stream(device) != self._stream:
             self.kernel.launch(*self._dims, (*tensors, *self._fixed))

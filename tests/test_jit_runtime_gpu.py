@@ -24,6 +24,15 @@ SM90 = torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not SM90, reason="needs an sm_90 GPU")]
 
 
+def _fill_kernel(name: str):
+    """A kernel `name(out, n, value)` that writes out[i] = value + i (mod 256) for i < n."""
+    source = f"""extern "C" __global__ void {name}(unsigned char* out, int n, unsigned int value) {{
+        int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n) out[i] = (unsigned char)(value + i);
+    }}"""
+    return build(source, name)
+
+
 def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.view(torch.uint8), b.view(torch.uint8))
 
@@ -112,11 +121,7 @@ def test_driver_errors_are_readable():
 
 
 def test_tensor_argument_is_a_device_pointer():
-    source = """extern "C" __global__ void fill(unsigned char* out, int n, unsigned int value) {
-        int i = blockIdx.x * blockDim.x + threadIdx.x;
-        if (i < n) out[i] = (unsigned char)(value + i);
-    }"""
-    kernel = build(source, "fill")
+    kernel = _fill_kernel("fill")
     out = torch.zeros(1000, dtype=torch.uint8, device="cuda")
     kernel.launch(8, 128, 0, (out, ctypes.c_int32(1000), ctypes.c_uint32(5)))
     torch.cuda.synchronize()
@@ -125,11 +130,7 @@ def test_tensor_argument_is_a_device_pointer():
 
 
 def test_prepared_launch_keeps_its_arguments_and_follows_the_stream():
-    source = """extern "C" __global__ void fill2(unsigned char* out, int n, unsigned int value) {
-        int i = blockIdx.x * blockDim.x + threadIdx.x;
-        if (i < n) out[i] = (unsigned char)(value + i);
-    }"""
-    kernel = build(source, "fill2")
+    kernel = _fill_kernel("fill2")
     out = torch.zeros(1000, dtype=torch.uint8, device="cuda")
     n, value = ctypes.c_int32(1000), ctypes.c_uint32(5)
     launch = kernel.prepare(8, 128, 0, (out, n, value))
@@ -151,11 +152,7 @@ def test_prepared_launch_keeps_its_arguments_and_follows_the_stream():
 
 
 def test_pointer_launch_takes_each_calls_tensors_and_follows_the_stream():
-    source = """extern "C" __global__ void fill3(unsigned char* out, int n, unsigned int value) {
-        int i = blockIdx.x * blockDim.x + threadIdx.x;
-        if (i < n) out[i] = (unsigned char)(value + i);
-    }"""
-    kernel = build(source, "fill3")
+    kernel = _fill_kernel("fill3")
     expected = (torch.arange(1000, device="cuda") + 5).to(torch.uint8)
     a, b, c = (torch.zeros(1000, dtype=torch.uint8, device="cuda") for _ in range(3))
     launch = kernel.prepare_pointers(8, 128, 0, (a, ctypes.c_int32(1000), ctypes.c_uint32(5)), 1)

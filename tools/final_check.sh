@@ -33,11 +33,14 @@ done
 base=$(newest perf_check)
 timeout 150 python3 tools/perf_check.py --no-check --out "$OUT" ${base:+--baseline "$base"} > /tmp/perf_check.log 2>&1
 rc=$?; echo "perf_check rc=$rc"; [ $rc = 0 ] || tail -40 /tmp/perf_check.log
-grep -E "geomean|failures|^against|SLOWER" "$OUT/perf_check.txt"
+# The comparison lists every shape, then the ones over 5% slower again: print that list once.
+slower_block() { awk '/^slower than the baseline:/{f=1} /failures$/{f=0} f' "$1"; }
+grep -E "geomean|failures|^against" "$OUT/perf_check.txt"; slower_block "$OUT/perf_check.txt"
 base=$(newest training_check)
 timeout 90 python3 tools/training_check.py --json "$OUT/training_check.json" ${base:+--baseline "$base"} \
   > "$OUT/training_check.log" 2>&1
-rc=$?; echo "training_check rc=$rc"; grep -E "failures|^(dense|k-grouped) |^against|SLOWER" "$OUT/training_check.log"
+rc=$?; echo "training_check rc=$rc"; grep -E "failures|^(dense|k-grouped) |^against" "$OUT/training_check.log" | grep -v -- "->"
+slower_block "$OUT/training_check.log"
 [ $rc = 0 ] || tail -20 "$OUT/training_check.log"
 timeout 60 python3 tools/host_cast_check.py --json "$OUT/host_cast.json" > "$OUT/host_cast.log" 2>&1
 echo "host_cast_check rc=$?"; tail -12 "$OUT/host_cast.log"

@@ -55,6 +55,7 @@ def test_switching_variants_forgets_every_prepared_launch(recorded, monkeypatch)
     ("FP8GEMM_EXP_X+FP8GEMM_EXP_Y", ("-DFP8GEMM_EXP_X", "-DFP8GEMM_EXP_Y"), None),
     ("none@128x192b", (), (128, 192, "b")),
     ("FP8GEMM_EXP_X@64x64n", ("-DFP8GEMM_EXP_X",), (64, 64, "none")),
+    ("none@64x32n/12", (), (64, 32, "none", 12)),
 ])
 def test_a_variant_names_its_flags_and_its_tiles(variant, flags, tiles) -> None:
     assert ab_kernel.parse_variant(variant) == (flags, tiles)
@@ -68,3 +69,16 @@ def test_a_variant_with_tiles_forces_them_until_restored(recorded) -> None:
     assert (cfg.block_m, cfg.block_n, cfg.multicast) == (128, 192, "b")
     assert cfg.stages == max_stages(128, 192)   # derived for the new tiles, not the pick's
     assert launch.select_config is picked
+
+
+def test_a_variant_with_a_stage_count_keeps_the_picks_split_k_for_the_picks_tiles(recorded) -> None:
+    picked = launch.select_config("dense", 64, 2112, 7168, 1, 132)
+    assert picked.k_splits > 1
+    original = ab_kernel.with_flags((), (picked.block_m, picked.block_n, picked.multicast, 6))
+    same = launch.select_config("dense", 64, 2112, 7168, 1, 132)
+    ab_kernel.restore(original)
+    assert (same.k_splits, same.stages) == (picked.k_splits, 6)
+    original = ab_kernel.with_flags((), (64, 64, "none", 5))
+    other = launch.select_config("dense", 64, 2112, 7168, 1, 132)
+    ab_kernel.restore(original)
+    assert (other.block_n, other.k_splits, other.stages) == (64, 1, 5)

@@ -6,8 +6,9 @@
 
 Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run
 through the launch path with the variant's flags swapped in, with the heuristics' config, or with
-other tiles where the variant ends in `@BMxBN` plus the multicast (`a`, `b` or `n` for none), e.g.
-`none@128x192b` or `FP8GEMM_EXP_X@64x64n` (forward kernel only). Variants are timed round-robin,
+other tiles where the variant ends in `@BMxBN` plus the multicast (`a`, `b` or `n` for none), and
+optionally `/STAGES`, e.g. `none@128x192b`, `FP8GEMM_EXP_X@64x64n` or `none@64x32n/12` (forward
+kernel only; the pick's split-K is kept when the tiles are the pick's). Variants are timed round-robin,
 `--rounds` times, and the median per variant is printed with its correctness (calc_diff against the
 reference, outputs NaN-poisoned before the checked call). For experiments on a local copy of the
 kernel (an `#ifdef` that skips a part, or a second version of a file selected by a macro); the
@@ -130,23 +131,30 @@ def make_case(spec: str):
     return call, check, 2 * sum(sizes) * n * k
 
 
-def parse_variant(variant: str) -> tuple[tuple[str, ...], tuple[int, int, str] | None]:
-    """(compile flags, forced tiles or None) of a variant spelled `A+B@128x192b`."""
+def parse_variant(variant: str) -> tuple[tuple[str, ...], tuple | None]:
+    """(compile flags, forced tiles or None) of a variant spelled `A+B@128x192b`, or with a stage
+    count `A@64x32n/12` (tiles: (block_m, block_n, multicast[, stages]))."""
     macros, _, tiles = variant.partition("@")
     flags = () if macros == "none" else tuple(f"-D{f}" for f in macros.split("+"))
     if not tiles:
         return flags, None
+    tiles, _, stages = tiles.partition("/")
     bm, bn = tiles[:-1].split("x")
-    return flags, (int(bm), int(bn), {"a": "a", "b": "b", "n": "none"}[tiles[-1]])
+    forced = (int(bm), int(bn), {"a": "a", "b": "b", "n": "none"}[tiles[-1]])
+    return flags, forced + ((int(stages),) if stages else ())
 
 
-def with_flags(flags: tuple[str, ...], tiles: tuple[int, int, str] | None = None):
+def with_flags(flags: tuple[str, ...], tiles: tuple | None = None):
     """Route every launch the library prepares through these compile flags (and tiles, if given);
     returns what restore() puts back."""
     original = launch._prepare, launch.run_fp32, launch.select_config
     if tiles is not None:
+        bm, bn, multicast, *stages = tiles
+
         def select(layout, m, n, k, groups=1, num_sms=132):
-            return with_tiles(original[2](layout, m, n, k, groups, num_sms), *tiles)
+            picked = original[2](layout, m, n, k, groups, num_sms)
+            return with_tiles(picked, bm, bn, multicast, stages=stages[0] if stages else None,
+                              k_splits=picked.k_splits if (bm, bn) == (picked.block_m, picked.block_n) else 1)
         launch.select_config = select
 
     def flagged(fn):

@@ -46,7 +46,7 @@ check_contiguous_layout = validate.check_contiguous_layout
 # NOTES: the per-call path counts every microsecond (the decode issue's budget is 10 us of host time
 # per call, ~1 of them the driver's launch): device indices as ints, no device context switch when
 # the tensors' device is already current, the launch module imported once.
-_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_current_device = _device_module.current_device_index
 _launch_module = None
 
 # ------------------------------------------------------------------------------------- the hot path

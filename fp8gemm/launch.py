@@ -27,7 +27,7 @@ from .codegen import (
     tma_boxes,
 )
 from .config import Fp32GemmConfig, GemmConfig, fp32_grid_size, grid_size, select_config, select_fp32_config
-from .device import get_num_sms
+from .device import current_device_index, get_num_sms
 from .layout import get_tma_aligned_size
 
 Prepared = Callable[[], None]
@@ -197,7 +197,7 @@ def _fp32_args(config: Fp32GemmConfig, a: torch.Tensor, sa: torch.Tensor, b: tor
 # NOTES: bounded like fp8gemm.gemm's cache: a workload that keeps allocating new buffers refills it.
 _MAX_FP32_LAUNCHES = 4096
 _fp32_launches: dict[tuple, object] = {}
-_fp32_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_fp32_current_device = current_device_index
 
 
 def run_fp32(config: Fp32GemmConfig, a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor,

@@ -34,7 +34,7 @@ _MAX_TASKS = 2**31  # the kernel indexes tasks with 32-bit arithmetic
 KINDS = {torch.float32: (0, "f32"), torch.bfloat16: (1, "bf16"), torch.float16: (2, "f16")}
 
 _kernels: dict[tuple[torch.dtype, int], object] = {}
-_current_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+_current_device = _device.current_device_index
 
 
 def kernel_name(dtype: torch.dtype, unroll: int = UNROLL) -> str:

@@ -23,12 +23,12 @@ __all__ = [
     "max_shared_memory_per_block",
 ]
 
-# H200 (and H100 SXM) figures, used when no GPU is present.
 # torch's current CUDA device index: the C builtin where torch has one (the hot paths ask it on every
 # call; torch.cuda.current_device wraps it in Python). fp8gemm.jit keeps its own copy: the JIT does
 # not import the library.
 current_device_index = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
 
+# H200 (and H100 SXM) figures, used when no GPU is present.
 _DEFAULT_NUM_SMS = 132
 _DEFAULT_MAX_SMEM_PER_BLOCK = SMEM_LIMIT  # the heuristics size tiles for it (config.py)
 

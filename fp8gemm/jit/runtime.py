@@ -318,22 +318,7 @@ def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_s
                             f"the {cls.__name__} given is {size}")
 
 
-class _Prepared:
-    """What a prepared launch holds: the kernel, the device, the function and launch configuration
-    for the stream that was current at prepare time, and the launch dimensions."""
-
-    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims")
-
-    def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, ...]):
-        self.kernel = kernel
-        self.device = device
-        self._fn = fn
-        self._cfg = cfg
-        self._stream = int(cfg.hStream)
-        self._dims = dims
-
-
-class Launch(_Prepared):
+class Launch:
     """One kernel with fixed launch dimensions and fixed, pre-packed arguments (`Kernel.prepare`).
 
     ``launch()`` (or ``launch.run()``) puts it on the current stream of the device it was prepared on;
@@ -343,11 +328,17 @@ class Launch(_Prepared):
     share it.
     """
 
-    __slots__ = ("_buf", "_params", "_keep", "_raw", "_args")
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_buf", "_params", "_keep", "_raw",
+                 "_args")
 
     def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int, int],
                  buf: _ArgBuffer, keep: tuple):
-        super().__init__(kernel, device, fn, cfg, dims)
+        self.kernel = kernel
+        self.device = device
+        self._fn = fn
+        self._cfg = cfg
+        self._stream = int(cfg.hStream)
+        self._dims = dims
         self._buf = buf  # owns the packed arguments
         self._params = buf.ptrs_addr
         self._keep = keep  # what the config and the arguments point into: cluster attribute, tensor maps
@@ -395,7 +386,7 @@ class Launch(_Prepared):
             self.kernel._launch_failed(err, device, cfg, fn, self._params)
 
 
-class PointerLaunch(_Prepared):
+class PointerLaunch:
     """A kernel with fixed launch dimensions and fixed scalar arguments whose first tensor arguments
     change from call to call (`Kernel.prepare_pointers`; the activation cast, whose input and outputs
     are new tensors each time).
@@ -408,11 +399,17 @@ class PointerLaunch(_Prepared):
     `Kernel.launch`. Threads may share it (each packs into its own array).
     """
 
-    __slots__ = ("_count", "_fixed", "_raw", "_addresses", "_tls")
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_count", "_fixed", "_raw",
+                 "_addresses", "_tls")
 
     def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int], count: int,
                  fixed: tuple):
-        super().__init__(kernel, device, fn, cfg, dims)
+        self.kernel = kernel
+        self.device = device
+        self._fn = fn
+        self._cfg = cfg
+        self._stream = int(cfg.hStream)
+        self._dims = dims
         self._count = count  # tensors given to each run
         # The arguments after them, scalars copied (the caller may reuse its ctypes objects). No
         # example tensor is kept (a tensor map given here keeps its own tensor alive, as in `Launch`).

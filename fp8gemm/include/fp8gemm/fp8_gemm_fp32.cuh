@@ -303,7 +303,8 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
             // those tiles read the A scales first and take the descriptors from the stage.
             uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
             uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
-            for (int kb = 0; kb < tile.num_k_blocks; ++kb) {
+            // One K block (its index is not needed: the ring position says where its data is).
+            auto k_block = [&]() {
                 ptx::mbarrier_wait(full + 8 * stage, phase);
                 const uint32_t sa_row = a_scales(stage) + (chain_first + row_in_chain) * 4;
                 float scale_a0, scale_a1;
@@ -361,6 +362,32 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 } else {
                     desc_a += L::kABytes >> 4, desc_b += L::kBBytes >> 4;
                 }
+            };
+            // NOTES (wip/training-ring-rounds, not yet measured): tiles with early products run whole
+            // rounds of the ring unrolled, as the forward kernel does (its kRingRounds), so that each
+            // K block's stage, barrier and descriptors are constants; the K blocks before the ring
+            // comes round to stage 0 and after its last whole round run the general code.
+#ifndef FP8GEMM_EXP_NO_TRAIN_ROUNDS
+            constexpr bool kRingRounds = Cfg::kEarlyProducts && kStages >= 2;
+#else
+            constexpr bool kRingRounds = false;
+#endif
+            if constexpr (kRingRounds) {
+                int kb = 0;
+#pragma unroll 1
+                for (; kb < tile.num_k_blocks && stage != 0; ++kb) k_block();
+#pragma unroll 1
+                for (; kb + kStages <= tile.num_k_blocks; kb += kStages) {
+#pragma unroll
+                    for (int s = 0; s < kStages; ++s) {
+                        stage = s;
+                        k_block();
+                    }
+                }
+#pragma unroll 1
+                for (; kb < tile.num_k_blocks; ++kb) k_block();
+            } else {
+                for (int kb = 0; kb < tile.num_k_blocks; ++kb) k_block();
             }
 
             if constexpr (Cfg::kDirectEpilogue) {

@@ -1,8 +1,8 @@
 """The training kernel (fp8_gemm_fp32.cuh), compiled for sm_90a on this (CPU) machine: every config
 the heuristics pick for the issue's shapes and every variant the GPU tests force compiles without
 local-memory spills and with no static shared memory beyond sm_90's reserved 1 KB, and its main K
-loop keeps the forward kernel's properties (4 wgmma per K block, one barrier wait, no S2R, no generic
-loads). Plus the heuristics' invariants, among them that every config fits in shared memory with
+loop keeps the forward kernel's properties (4 wgmma and one barrier wait per K block, no S2R, no
+generic loads). Plus the heuristics' invariants, among them that every config fits in shared memory with
 that static 1 KB counted (the JIT runtime refuses a launch that does not)."""
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def test_compiles_without_spills_and_keeps_the_main_loop_lean(config) -> None:
     loops = sass_report.main_loops(sass_report.parse_sass(tools.sass(kernel.cubin)))
     assert loops, "no main K loop with QGMMA found"
     for stats in map(sass_report.loop_stats, loops):
-        assert stats.chains == 1 and stats.mbarrier_waits == 1
+        # One K block per pass, or a whole round of the ring unrolled (one barrier wait per K block).
+        assert stats.chains in (1, config.stages) and stats.mbarrier_waits == stats.chains
         assert stats.s2r == 0 and stats.generic_ld_st == 0
 
 

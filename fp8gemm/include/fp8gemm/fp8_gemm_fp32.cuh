@@ -303,7 +303,10 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
             // those tiles read the A scales first and take the descriptors from the stage.
             uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
             uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
-            for (int kb = 0; kb < tile.num_k_blocks; ++kb) {
+            // One K block (its index is not needed: the ring position says where its data is).
+            // in_round: the stage is a compile-time constant (the unrolled rounds below).
+            auto k_block = [&](auto in_round) {
+                constexpr bool kInRound = decltype(in_round)::value;
                 ptx::mbarrier_wait(full + 8 * stage, phase);
                 const uint32_t sa_row = a_scales(stage) + (chain_first + row_in_chain) * 4;
                 float scale_a0, scale_a1;
@@ -313,7 +316,12 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                     ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a0 + ((stage * L::kABytes) >> 4),
                                                                       desc_b0 + ((stage * L::kBBytes) >> 4));
                 } else {
-                    ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
+                    if constexpr (kInRound) {
+                        ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(
+                            partial, desc_a0 + ((stage * L::kABytes) >> 4), desc_b0 + ((stage * L::kBBytes) >> 4));
+                    } else {
+                        ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
+                    }
                     scale_a0 = ptx::load_shared_f32(sa_row);
                     scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
                 }
@@ -361,6 +369,32 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 } else {
                     desc_a += L::kABytes >> 4, desc_b += L::kBBytes >> 4;
                 }
+            };
+            // NOTES: tiles with early products run whole rounds of the ring unrolled, as the forward
+            // kernel does (its kRingRounds), so that each K block's stage, barrier and descriptors are
+            // constants; the K blocks before the ring comes round to stage 0 and after its last whole
+            // round run the general code. H200, tools/ab_kernel.py, same run, d is c, against the same
+            // source with the rounds off (medians of 5): dense 7168x2048x8192 260.0 -> 250.8 us,
+            // 4096x4096x7168 262.5 -> 254.5 (main's kernel before the change, next in the same call:
+            // 256.8 and 261.9).
+            // Not for the 160-wide tiles: unrolled, they spill 56-68 B (2026-11-30).
+            constexpr bool kRingRounds = Cfg::kEarlyProducts && kStages >= 2;
+            if constexpr (kRingRounds) {
+                int kb = 0;
+#pragma unroll 1
+                for (; kb < tile.num_k_blocks && stage != 0; ++kb) k_block(Int<0>{});
+#pragma unroll 1
+                for (; kb + kStages <= tile.num_k_blocks; kb += kStages) {
+#pragma unroll
+                    for (int s = 0; s < kStages; ++s) {
+                        stage = s;
+                        k_block(Int<1>{});
+                    }
+                }
+#pragma unroll 1
+                for (; kb < tile.num_k_blocks; ++kb) k_block(Int<0>{});
+            } else {
+                for (int kb = 0; kb < tile.num_k_blocks; ++kb) k_block(Int<0>{});
             }
 
             if constexpr (Cfg::kDirectEpilogue) {

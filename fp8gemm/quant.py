@@ -69,6 +69,16 @@ def per_token_cast_to_fp8(
         Pass ``scale`` through `get_col_major_tma_aligned_tensor` (or ask for ``tma_aligned_scales``)
         to avoid a conversion in the GEMM.
     """
+    # NOTES: the decode-step fast path, before the checks below: a plain CUDA tensor goes straight to
+    # the kernel's entry, which checks what it takes once per shape, dtype and device (its plan
+    # cache); anything it does not take returns None and meets the checks. Saves ~0.6 us of Python
+    # per call on the development CPU (not yet timed on the H200). Not while compiling: the custom
+    # op below is the traced path.
+    if (tma_aligned_scales is True and not torch.compiler.is_compiling() and type(x) is torch.Tensor
+            and x.is_cuda):
+        result = (_quant_cuda or _import_quant_cuda()).cast_if_supported(x)
+        if result is not None:
+            return result
     _check_float_input(x, 1)
     if tma_aligned_scales:
         if x.dim() not in (2, 3):
@@ -92,12 +102,21 @@ def per_token_cast_to_fp8(
     return q.contiguous(), scale
 
 
+_quant_cuda = None  # fp8gemm.quant_cuda, imported on first CUDA use: it pulls in the JIT
+
+
+def _import_quant_cuda():
+    global _quant_cuda
+    from . import quant_cuda
+
+    _quant_cuda = quant_cuda
+    return quant_cuda
+
+
 def per_token_cast_tma_impl(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager body of ``torch.ops.fp8gemm.per_token_cast_to_fp8_tma``: the CUDA kernel where it applies."""
     if x.is_cuda:
-        from . import quant_cuda  # imported on first CUDA use: it pulls in the JIT
-
-        result = quant_cuda.cast_if_supported(x)
+        result = (_quant_cuda or _import_quant_cuda()).cast_if_supported(x)
         if result is not None:
             return result
     from .layout import get_col_major_tma_aligned_tensor

@@ -227,3 +227,21 @@ def test_cuda_graph_replay() -> None:
         torch.cuda.synchronize()
         assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
         assert torch.equal(scale, scale_ref)
+
+
+@pytest.mark.gpu
+def test_public_cast_on_cuda_still_checks_what_the_kernel_does_not_take() -> None:
+    # The public function tries the kernel's plan cache before its own checks (the decode-step fast
+    # path); what the kernel does not take must still meet the checks or the torch computation.
+    with pytest.raises(TypeError, match="expected dtype bfloat16, float16 or float32"):
+        per_token_cast_to_fp8(torch.zeros(4, 128, dtype=torch.int32, device="cuda"), tma_aligned_scales=True)
+    with pytest.raises(ValueError, match="2D"):
+        per_token_cast_to_fp8(torch.zeros(2, 2, 4, 128, dtype=torch.bfloat16, device="cuda"),
+                              tma_aligned_scales=True)
+    x = _inputs((8, 200), torch.bfloat16)  # k % 16 != 0: the torch computation, then the layout
+    q, scale = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+    q_ref, scale_ref = per_token_cast_to_fp8(x)
+    _assert_same_bits(q, q_ref, torch.uint8)
+    assert is_col_major_tma_aligned(scale) and torch.equal(scale, scale_ref)
+    p = torch.nn.Parameter(_inputs((64, 256), torch.bfloat16), requires_grad=False)  # a subclass
+    _check_same(p)

@@ -43,6 +43,10 @@ namespace fp8gemm {
 // Named barriers (0 is __syncthreads): 1, 2 = each math warpgroup's epilogue.
 constexpr int kEpilogueBarrier = 1;
 
+template <int V>
+struct Int { static constexpr int value = V; };
+
+
 template <class Cfg>
 struct GemmTraits {
     static constexpr int kNumMathWarpgroups = Cfg::kBlockM == 64 ? 1 : 2;

@@ -304,9 +304,7 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
             uint64_t desc_a = desc_a0 + ((stage * L::kABytes) >> 4);
             uint64_t desc_b = desc_b0 + ((stage * L::kBBytes) >> 4);
             // One K block (its index is not needed: the ring position says where its data is).
-            // in_round: the stage is a compile-time constant (the unrolled rounds below).
-            auto k_block = [&](auto in_round) {
-                constexpr bool kInRound = decltype(in_round)::value;
+            auto k_block = [&]() {
                 ptx::mbarrier_wait(full + 8 * stage, phase);
                 const uint32_t sa_row = a_scales(stage) + (chain_first + row_in_chain) * 4;
                 float scale_a0, scale_a1;
@@ -316,12 +314,7 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                     ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a0 + ((stage * L::kABytes) >> 4),
                                                                       desc_b0 + ((stage * L::kBBytes) >> 4));
                 } else {
-                    if constexpr (kInRound) {
-                        ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(
-                            partial, desc_a0 + ((stage * L::kABytes) >> 4), desc_b0 + ((stage * L::kBBytes) >> 4));
-                    } else {
-                        ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
-                    }
+                    ptx::wgmma_k128<typename Cfg::Mma, T::kAccumRegs>(partial, desc_a, desc_b);
                     scale_a0 = ptx::load_shared_f32(sa_row);
                     scale_a1 = ptx::load_shared_f32(sa_row + 8 * 4);
                 }
@@ -382,19 +375,19 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
             if constexpr (kRingRounds) {
                 int kb = 0;
 #pragma unroll 1
-                for (; kb < tile.num_k_blocks && stage != 0; ++kb) k_block(Int<0>{});
+                for (; kb < tile.num_k_blocks && stage != 0; ++kb) k_block();
 #pragma unroll 1
                 for (; kb + kStages <= tile.num_k_blocks; kb += kStages) {
 #pragma unroll
                     for (int s = 0; s < kStages; ++s) {
                         stage = s;
-                        k_block(Int<1>{});
+                        k_block();
                     }
                 }
 #pragma unroll 1
-                for (; kb < tile.num_k_blocks; ++kb) k_block(Int<0>{});
+                for (; kb < tile.num_k_blocks; ++kb) k_block();
             } else {
-                for (int kb = 0; kb < tile.num_k_blocks; ++kb) k_block(Int<0>{});
+                for (int kb = 0; kb < tile.num_k_blocks; ++kb) k_block();
             }
 
             if constexpr (Cfg::kDirectEpilogue) {

@@ -22,10 +22,6 @@ FP8GEMM_DEVICE uint32_t smem_addr(const void* ptr) {
     return addr;
 }
 
-// A compile-time int as a value (a lambda's `auto` parameter that selects a variant of its body).
-template <int V>
-struct Int { static constexpr int value = V; };
-
 template <typename T>
 FP8GEMM_DEVICE constexpr T ceil_div(T a, T b) { return (a + b - 1) / b; }
 

@@ -72,8 +72,8 @@ def per_token_cast_to_fp8(
     # NOTES: the decode-step fast path, before the checks below: a plain CUDA tensor goes straight to
     # the kernel's entry, which checks what it takes once per shape, dtype and device (its plan
     # cache); anything it does not take returns None and meets the checks. Saves ~0.6 us of Python
-    # per call on the development CPU (not yet timed on the H200). Not while compiling: the custom
-    # op below is the traced path.
+    # per call on the development CPU (on an H200 host the difference was lost in the host's noise,
+    # BENCHMARKS.md 2026-11-30). Not while compiling: the custom op below is the traced path.
     if (tma_aligned_scales is True and not torch.compiler.is_compiling() and type(x) is torch.Tensor
             and x.is_cuda):
         result = (_quant_cuda or _import_quant_cuda()).cast_if_supported(x)

@@ -17,7 +17,8 @@
 //   sa[row] * sb[col]. While its wgmma run, a thread reads its kBlockN / 4 scales and, for tiles up
 //   to 128 wide (kEarlyProducts), also forms the kBlockN / 2 products, so that after the wgmma wait
 //   only the FFMAs remain; wider tiles lack the registers for the products and form them after the
-//   wait (FMUL + FFMA per element).
+//   wait (FMUL + FFMA per element). The tiles with early products run whole rounds of the ring
+//   unrolled, as the forward kernel's loops do.
 // - B's scales come by TMA, the tile's row as it is in memory; the math threads read them as
 //   column pairs (kBlockN / 8 LDS.64 each).
 // - The output is FP32, D = acc or D += acc (in place: `d is c` is one pass, and the SM never reads

@@ -318,7 +318,25 @@ def _fill(buf: _ArgBuffer, args, sizes: tuple[int, ...] | None, name: str, own_s
                             f"the {cls.__name__} given is {size}")
 
 
-class Launch:
+class _Prepared:
+    """What `Launch` and `PointerLaunch` share: the kernel, its device, function and configuration (for
+    the stream current at prepare time), the launch dimensions, and the ctypes launcher with the
+    config's and function's addresses (None for a function recorded by a test)."""
+
+    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_raw", "_addresses")
+
+    def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, ...]):
+        self.kernel = kernel
+        self.device = device
+        self._fn = fn
+        self._cfg = cfg
+        self._stream = int(cfg.hStream)
+        self._dims = dims
+        self._addresses = _raw_addresses(cfg, fn)
+        self._raw = _raw_launcher() if self._addresses is not None else None
+
+
+class Launch(_Prepared):
     """One kernel with fixed launch dimensions and fixed, pre-packed arguments (`Kernel.prepare`).
 
     ``launch()`` (or ``launch.run()``) puts it on the current stream of the device it was prepared on;
@@ -328,28 +346,16 @@ class Launch:
     share it.
     """
 
-    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_buf", "_params", "_keep", "_raw",
-                 "_args")
+    __slots__ = ("_buf", "_params", "_keep", "_args")
 
     def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int, int],
                  buf: _ArgBuffer, keep: tuple):
-        self.kernel = kernel
-        self.device = device
-        self._fn = fn
-        self._cfg = cfg
-        self._stream = int(cfg.hStream)
-        self._dims = dims
+        super().__init__(kernel, device, fn, cfg, dims)
         self._buf = buf  # owns the packed arguments
         self._params = buf.ptrs_addr
         self._keep = keep  # what the config and the arguments point into: cluster attribute, tensor maps
-        # The ctypes launch and its four arguments (a function recorded by a test has no addresses).
-        self._raw = _raw_launcher()
-        addresses = _raw_addresses(cfg, fn)
-        if addresses is None:
-            self._raw = None
-            self._args = None
-        else:
-            self._args = (*addresses, self._params, None)
+        # The ctypes launch's four arguments.
+        self._args = None if self._raw is None else (*self._addresses, self._params, None)
 
     def run(self) -> None:
         """Launch on the current stream of this launch's device (`fp8gemm.gemm`'s repeat calls)."""
@@ -386,7 +392,7 @@ class Launch:
             self.kernel._launch_failed(err, device, cfg, fn, self._params)
 
 
-class PointerLaunch:
+class PointerLaunch(_Prepared):
     """A kernel with fixed launch dimensions and fixed scalar arguments whose first tensor arguments
     change from call to call (`Kernel.prepare_pointers`; the activation cast, whose input and outputs
     are new tensors each time).
@@ -399,25 +405,15 @@ class PointerLaunch:
     `Kernel.launch`. Threads may share it (each packs into its own array).
     """
 
-    __slots__ = ("kernel", "device", "_fn", "_cfg", "_stream", "_dims", "_count", "_fixed", "_raw",
-                 "_addresses", "_tls")
+    __slots__ = ("_count", "_fixed", "_tls")
 
     def __init__(self, kernel: Kernel, device: int, fn, cfg, dims: tuple[int, int, int], count: int,
                  fixed: tuple):
-        self.kernel = kernel
-        self.device = device
-        self._fn = fn
-        self._cfg = cfg
-        self._stream = int(cfg.hStream)
-        self._dims = dims
+        super().__init__(kernel, device, fn, cfg, dims)
         self._count = count  # tensors given to each run
         # The arguments after them, scalars copied (the caller may reuse its ctypes objects). No
         # example tensor is kept (a tensor map given here keeps its own tensor alive, as in `Launch`).
         self._fixed = tuple(type(a)(a.value) if type(a) in _scalar_sizes else a for a in fixed)
-        self._raw = _raw_launcher()
-        self._addresses = _raw_addresses(cfg, fn)
-        if self._addresses is None:
-            self._raw = None
         self._tls = threading.local()
 
     def _thread_buffer(self) -> _ArgBuffer:

@@ -375,6 +375,33 @@ FP32_MAX_EARLY_PRODUCTS_N = 128
 # 128x128 71 us (4% more per column); k-grouped (8, 7168, 2048, ~4096) through TMA: 128x160 1047 us,
 # 128x128 1195 us (fewer, larger tiles: less per-tile cost).
 _FP32_N_EFFICIENCY = {32: 0.6, 64: 0.75, 96: 0.8, 128: 0.94, 160: 0.98}
+# NOTES: dense 128x128 tiles through TMA (`_fp32_direct_epilogue`) rate higher. H200, 2026-11-30, d is
+# c, same run (medians of 3; every accumulating tile's D prefetched into L2): 128x128 through TMA
+# against the 128x160 registers epilogue: 4096x7168x16384 927.4 / 926.8 us (a tie: 14 waves of 128
+# against 11 of 160), 4096x7168x4096 249.3 / 262.1, 2048x7168x4096 130.5 / 142.8, but 2112x7168x8192
+# 275.2 / 266.0 (8 waves against 6). 1.0 against 0.98 picks the first three 128 wide, the last 160.
+_FP32_DENSE_TMA_128_EFFICIENCY = 1.0
+
+
+def _fp32_direct_epilogue(layout: str, block_m: int, block_n: int) -> bool:
+    """Whether the FP32 kernel writes from the registers (else through shared memory and TMA).
+
+    NOTES: measured on the H200 (d is c, same run, medians of 3; 2026-11-30): dense 128x128 tiles
+    (early products, 4 stages through TMA against 6 from the registers): 7168x2048x8192 240.7 us
+    against 249.0, 4096x4096x7168 243.0 / 254.0, 7168x4096x2048 141.1 / 165.6 (c=None: 237.4 / 243.2,
+    238.6 / 245.7, 136.5 / 151.6): the bulk reductions beat per-element RED. 128x160 tiles keep the
+    registers (6 stages; through TMA 3): 4096x7168x16384 926.8 against 982.7, 2112x7168x8192 266.0 /
+    284.7. K-grouped GEMMs through TMA at every width: (8, 7168, 2048, ~4096) 128x160 1047 us against
+    1367 from the registers. 64-row tiles keep the registers (not measured through TMA)."""
+    if layout != "dense":
+        return False
+    return not (block_m == 128 and block_n == 128)
+
+
+def _fp32_efficiency(layout: str, block_m: int, block_n: int) -> float:
+    if not _fp32_direct_epilogue(layout, block_m, block_n) and layout == "dense":
+        return _FP32_DENSE_TMA_128_EFFICIENCY
+    return _FP32_N_EFFICIENCY[block_n]
 
 
 # NOTES: the FP32 kernel's budget of dynamic shared memory. On sm_90 a kernel that uses shared memory
@@ -456,26 +483,27 @@ def select_fp32_config(layout: str, m: int, n: int, num_groups: int = 1,
     """Tiles for the FP32-output kernel: `m` rows of each output (group), `n` columns.
 
     64-row tiles for m <= 64, else 128 (two math warpgroups); the tile width that minimises waves x
-    per-tile cost (all groups are assumed to have tokens). The epilogue: from the registers for
-    dense GEMMs, through TMA for k-grouped ones. NOTES: measured on the H200 (d is c, 128x160, B
-    scales by TMA): dense 4096x7168x16384 938 us from the registers against 1042 us through TMA
-    (3 stages); k-grouped (groups, m, n, ~tokens) (8, 7168, 2048, 4096) 1367 us against 1047 us,
-    (4, 4096, 7168, 8192) 1998 against 1944: the per-element L2 reductions (RED.64) fall behind
-    when K per tile is short, the bulk TMA reductions do not."""
+    per-tile cost (all groups are assumed to have tokens). The epilogue (`_fp32_direct_epilogue`):
+    through TMA for k-grouped GEMMs and dense 128x128 tiles, from the registers for the other dense
+    tiles. NOTES: measured on the H200 (d is c, 128x160, B scales by TMA): dense 4096x7168x16384 938
+    us from the registers against 1042 us through TMA (3 stages); k-grouped (groups, m, n, ~tokens)
+    (8, 7168, 2048, 4096) 1367 us against 1047 us, (4, 4096, 7168, 8192) 1998 against 1944: the
+    per-element L2 reductions (RED.64) fall behind when K per tile is short, the bulk TMA reductions
+    do not."""
     if layout not in FP32_LAYOUTS:
         raise ValueError(f"layout must be one of {FP32_LAYOUTS}, got {layout!r}")
     block_m = 64 if m <= 64 else 128
-    direct = layout == "dense"
     best = None
     for block_n in FP32_BLOCK_N_CANDIDATES:
         if block_n > round_up(n, FP32_SLAB_COLS):
             continue
         tiles = num_groups * math.ceil(m / block_m) * math.ceil(n / block_n)
-        cost = math.ceil(tiles / num_sms) * block_n / _FP32_N_EFFICIENCY[block_n]
+        cost = math.ceil(tiles / num_sms) * block_n / _fp32_efficiency(layout, block_m, block_n)
         key = (cost, -block_n)
         if best is None or key < best[0]:
             best = (key, block_n)
     block_n = best[1]
+    direct = _fp32_direct_epilogue(layout, block_m, block_n)
     config = Fp32GemmConfig(layout=layout, n=n, num_groups=num_groups, block_m=block_m, block_n=block_n,
                             stages=fp32_max_stages(block_m, block_n, direct), raster_width=RASTER_WIDTH,
                             direct_epilogue=direct)

@@ -204,6 +204,7 @@ def test_k_grouped_replays_in_a_cuda_graph_with_new_counts() -> None:
 
 @pytest.mark.parametrize(("bm", "bn", "direct"), [
     (64, 32, True), (64, 128, False), (128, 32, False), (128, 64, True), (128, 96, False), (128, 128, True),
+    (128, 128, False),
     (128, 144, True), (128, 160, True), (128, 160, False), (64, 160, True)])
 def test_forced_tiles(bm: int, bn: int, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tile shapes and both epilogues (from registers or through TMA) on ragged shapes (M, N, K not

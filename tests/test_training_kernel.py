@@ -72,11 +72,17 @@ def test_picked_configs_fit_and_follow_the_rules() -> None:
     for config in PICKED:
         assert config.smem_bytes + FP32_STATIC_SMEM <= SMEM_LIMIT and config.stages >= 3
         assert config.block_n in FP32_BLOCK_N_CANDIDATES
-        # the epilogue from the registers for dense GEMMs, through TMA for k-grouped ones
-        assert config.direct_epilogue == (config.layout == "dense")
+        # through TMA for k-grouped GEMMs and dense 128x128 tiles, from the registers for other dense tiles
+        dense_tma = config.layout == "dense" and (config.block_m, config.block_n) == (128, 128)
+        assert config.direct_epilogue == (config.layout == "dense" and not dense_tma)
         assert config.early_products == (config.block_n <= 128)
         assert fp32_tma_boxes(config)["d"].cols == 32
-    assert select_fp32_config("dense", 4096, 7168).block_n == 160
+    # the dense shapes (measured on the H200: docs/TRAINING.md)
+    for m, n, block_n, direct in ((4096, 7168, 128, False), (7168, 2048, 128, False),
+                                  (4096, 4096, 128, False), (2112, 7168, 160, True)):
+        config = select_fp32_config("dense", m, n)
+        assert (config.block_n, config.direct_epilogue) == (block_n, direct), (m, n)
+    assert select_fp32_config("k_grouped", 4096, 7168, 16).block_n == 160
     assert select_fp32_config("dense", 64, 7168).block_m == 64
     with pytest.raises(ValueError, match="layout"):
         select_fp32_config("masked", 64, 64)

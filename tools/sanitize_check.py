@@ -122,9 +122,15 @@ def training() -> float:
                                                                             generator=gen), ks)
     ks_tensor = torch.tensor(ks, dtype=torch.int32, device="cuda")
     want = reference.k_grouped_contiguous(a, sa, b, sb, ks)
+    # a dense problem long enough for whole unrolled rounds of the ring (9 K blocks)
+    cast = fp8gemm.per_channel_transpose_cast_to_fp8
+    long_a, long_sa = cast(torch.randn(1040, 136, device="cuda", generator=gen))
+    long_b, long_sb = cast(torch.randn(1040, 200, device="cuda", generator=gen))
+    long_want = reference.gemm_nt_fp32(long_a, long_sa, long_b, long_sb)
     try:
         # (block_m, block_n, epilogue from registers)
-        variants = [(128, 160, True), (128, 96, False), (64, 32, True), (128, 64, False)]
+        variants = [(128, 160, True), (128, 96, False), (64, 32, True), (128, 64, False), (128, 128, False),
+                    (128, 128, True)]
         for block_m, block_n, direct in variants:
             def select(layout, m, n, groups=1, num_sms=132, tiles=(block_m, block_n, direct)):
                 return with_fp32_tiles(original(layout, m, n, groups, num_sms), tiles[0], tiles[1],
@@ -142,6 +148,11 @@ def training() -> float:
             fp8gemm.fp8_gemm_nt((parts[0], parts[1]), (parts[2], parts[3]), dense_d)
             worst = max(worst, case(f"{tag}: dense 136x200x384",
                                     calc_diff(dense_d, reference.gemm_nt_fp32(*parts))))
+            dense_d = torch.full((136, 200), float("nan"), device="cuda")
+            fp8gemm.fp8_gemm_nt((long_a, long_sa), (long_b, long_sb), dense_d)
+            fp8gemm.fp8_gemm_nt((long_a, long_sa), (long_b, long_sb), dense_d, c=dense_d)  # d += again
+            worst = max(worst, case(f"{tag}: dense 136x200x1040 then d += again",
+                                    calc_diff(dense_d, 2 * long_want)))
     finally:
         launch.select_fp32_config = original
     return worst

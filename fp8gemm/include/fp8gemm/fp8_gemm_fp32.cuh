@@ -49,9 +49,8 @@ constexpr int kSlabCols = 32;         // FP32 output columns per staging slab: 1
 constexpr int kSlabRows = 64;         // one chain
 constexpr int kSlabBytes = kSlabRows * kSlabCols * 4;
 constexpr int kEpilogueBarrier = 1;   // named barriers 1, 2: each math warpgroup's epilogue
-// The accumulated output's L2 prefetch (see the producer): for tiles of at most kPrefetchMaxKBlocks
-// K blocks, one box of D per K block, the last one kPrefetchLead K blocks before the tile's end.
-constexpr int kPrefetchMaxKBlocks = 24;
+// The accumulated output's L2 prefetch (see the producer): one box of D per K block, the last one
+// kPrefetchLead K blocks before the tile's end.
 constexpr int kPrefetchLead = 1;
 
 enum class Layout : int { kDense = 0, kKGrouped = 1 };
@@ -231,19 +230,21 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 const int a_row = tile.m_block * BM, b_row = tile.n_block * BN;
                 const int k_end = tile.k_block + tile.num_k_blocks;
                 // NOTES: when the output is added to (D += acc), the tile's D is brought into L2
-                // during its last K blocks, one TMA box per K block, so that the epilogue's TMA
-                // reductions find it there rather than every CTA reading its tile's D from HBM in
-                // the same moment (tiles run in step). Only for short tiles (kPrefetchMaxKBlocks):
-                // longer ones amortize the reduction, and the groups that have them fill L2 with
-                // their operands (the prefetch then evicts those). Dense GEMMs with K <= 3072 take
-                // it too; their speed with it was not measured.
-                // H200, CUPTI, one run: k-grouped (16, 4096, 7168, ~2048) 2435 -> 2201 us (805 -> 890
-                // TFLOPS), (16, 7168, 2048, ~2048) 1228 -> 1119 us; all at once 4 K blocks before the
-                // end: 2239 / 1137 us. Prefetching every tile's D cost (8, 7168, 2048, ~4096) 2% and
-                // left (4, 4096, 7168, ~8192) unchanged. L2 eviction hints (evict_first on D,
+                // during its last K blocks, one TMA box per K block, so that the epilogue's reductions
+                // (TMA or RED) find it there rather than every CTA reading its tile's D from HBM in the
+                // same moment (tiles run in step).
+                // H200, CUPTI, one run, first for tiles of at most 24 K blocks: k-grouped (16, 4096,
+                // 7168, ~2048) 2435 -> 2201 us (805 -> 890 TFLOPS), (16, 7168, 2048, ~2048) 1228 -> 1119
+                // us; all at once 4 K blocks before the end: 2239 / 1137 us. Then for every tile
+                // (2026-11-30, same run, round-robin, medians of 3): k-grouped (8, 7168, 2048, ~4096)
+                // 1017.6 -> 989.8 us, (8, 4096, 7168, ~4096) 2103 -> 2047, (4, 7168, 2048, ~8192) 815.4
+                // -> 805.6, (4, 4096, 7168, ~8192) 1896 -> 1876; dense, registers epilogue:
+                // 2112x7168x8192 267.7 -> 265.6, 4096x7168x16384 unchanged; dense 128x128 through TMA:
+                // 7168x2048x8192 244.2 -> 240.7, 4096x4096x7168 247.6 -> 243.0. The last box 4 K
+                // blocks before the end instead of 1: the same. (An earlier kernel lost 2% on (8, 7168, 2048) with
+                // every tile's D prefetched; that no longer holds.) L2 eviction hints (evict_first on D,
                 // evict_last on A and B) were 0-3% slower.
-                const int window = accumulate && tile.num_k_blocks <= kPrefetchMaxKBlocks
-                                       ? k_end - kPrefetchLead - T::kOutputBoxes : k_end + T::kOutputBoxes;
+                const int window = accumulate ? k_end - kPrefetchLead - T::kOutputBoxes : k_end + T::kOutputBoxes;
                 auto boxes_by = [&](int kb) { return min_of(max_of(kb - window, 0), T::kOutputBoxes); };
                 for (int kb = tile.k_block; kb < k_end; ++kb) {
                     // The boxes due by the end of this K block (a tile shorter than the window

@@ -399,7 +399,8 @@ def _fp32_direct_epilogue(layout: str, block_m: int, block_n: int) -> bool:
 
 
 def _fp32_efficiency(layout: str, block_m: int, block_n: int) -> float:
-    if not _fp32_direct_epilogue(layout, block_m, block_n) and layout == "dense":
+    """The rating of a tile width in `select_fp32_config`'s cost (dense 128x128 through TMA apart)."""
+    if layout == "dense" and not _fp32_direct_epilogue(layout, block_m, block_n):
         return _FP32_DENSE_TMA_128_EFFICIENCY
     return _FP32_N_EFFICIENCY[block_n]
 

@@ -241,9 +241,9 @@ FP8GEMM_DEVICE void fp8_gemm_fp32_kernel(const TensorMap& tmap_a, const TensorMa
                 // -> 805.6, (4, 4096, 7168, ~8192) 1896 -> 1876; dense, registers epilogue:
                 // 2112x7168x8192 267.7 -> 265.6, 4096x7168x16384 unchanged; dense 128x128 through TMA:
                 // 7168x2048x8192 244.2 -> 240.7, 4096x4096x7168 247.6 -> 243.0. The last box 4 K
-                // blocks before the end instead of 1: the same. (An earlier kernel lost 2% on (8, 7168, 2048) with
-                // every tile's D prefetched; that no longer holds.) L2 eviction hints (evict_first on D,
-                // evict_last on A and B) were 0-3% slower.
+                // blocks before the end instead of 1: the same. (An earlier kernel lost 2% on (8,
+                // 7168, 2048) with every tile's D prefetched; this one gains.) L2 eviction hints
+                // (evict_first on D, evict_last on A and B) were 0-3% slower.
                 const int window = accumulate ? k_end - kPrefetchLead - T::kOutputBoxes : k_end + T::kOutputBoxes;
                 auto boxes_by = [&](int kb) { return min_of(max_of(kb - window, 0), T::kOutputBoxes); };
                 for (int kb = tile.k_block; kb < k_end; ++kb) {

@@ -56,9 +56,29 @@ def test_switching_variants_forgets_every_prepared_launch(recorded, monkeypatch)
     ("none@128x192b", (), (128, 192, "b")),
     ("FP8GEMM_EXP_X@64x64n", ("-DFP8GEMM_EXP_X",), (64, 64, "none")),
     ("none@64x32n/12", (), (64, 32, "none", 12)),
+    ("none@128x128t", (), (128, 128, "tma")),
+    ("FP8GEMM_EXP_X@128x160r/4", ("-DFP8GEMM_EXP_X",), (128, 160, "registers", 4)),
 ])
 def test_a_variant_names_its_flags_and_its_tiles(variant, flags, tiles) -> None:
     assert ab_kernel.parse_variant(variant) == (flags, tiles)
+
+
+@pytest.mark.parametrize("variant", ["none@128x128", "none@128x128x", "none@128x128q/4"])
+def test_a_variant_whose_tiles_lack_a_known_letter_is_refused(variant) -> None:
+    with pytest.raises(ValueError, match="tiles end in one of"):
+        ab_kernel.parse_variant(variant)
+
+
+@pytest.mark.parametrize(("tiles", "direct", "stages"), [((128, 160, "registers"), True, 6),
+                                                         ((128, 128, "tma", 3), False, 3)])
+def test_training_tiles_force_the_training_kernel_until_restored(recorded, tiles, direct, stages) -> None:
+    picked_fp32, picked_forward = launch.select_fp32_config, launch.select_config
+    original = ab_kernel.with_flags((), tiles)
+    cfg = launch.select_fp32_config("k_grouped", 4096, 7168, 16, 132)
+    assert launch.select_config is picked_forward   # the forward kernel keeps its picks
+    ab_kernel.restore(original)
+    assert (cfg.block_m, cfg.block_n, cfg.direct_epilogue, cfg.stages) == (tiles[0], tiles[1], direct, stages)
+    assert launch.select_fp32_config is picked_fp32
 
 
 def test_a_variant_with_tiles_forces_them_until_restored(recorded) -> None:

@@ -6,9 +6,13 @@
 
 Each variant is compiled with `-DNAME` per name (`none`: as is); the library's public calls run
 through the launch path with the variant's flags swapped in, with the heuristics' config, or with
-other tiles where the variant ends in `@BMxBN` plus the multicast (`a`, `b` or `n` for none), and
-optionally `/STAGES`, e.g. `none@128x192b`, `FP8GEMM_EXP_X@64x64n` or `none@64x32n/12` (forward
-kernel only; the pick's split-K is kept when the tiles are the pick's). Variants are timed round-robin,
+other tiles where the variant ends in `@BMxBN` plus a letter and optionally `/STAGES`:
+- the forward kernel: the multicast, `a`, `b` or `n` for none, e.g. `none@128x192b`,
+  `FP8GEMM_EXP_X@64x64n` or `none@64x32n/12` (the pick's split-K is kept when the tiles are the
+  pick's);
+- the training kernel (`fp32:` and `kgrouped:` shapes): the epilogue, `t` through TMA or `r` from
+  the registers, e.g. `none@128x128t` or `FP8GEMM_EXP_X@128x160r/4`.
+Stages left out: as many as fit. Variants are timed round-robin,
 `--rounds` times, and the median per variant is printed with its correctness (calc_diff against the
 reference, outputs NaN-poisoned before the checked call). For experiments on a local copy of the
 kernel (an `#ifdef` that skips a part, or a second version of a file selected by a macro); the
@@ -37,7 +41,7 @@ import fp8gemm  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
 from fp8gemm import launch, reference  # noqa: E402
-from fp8gemm.config import with_tiles  # noqa: E402
+from fp8gemm.config import with_fp32_tiles, with_tiles  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 DEFAULT_SHAPES = ["dense:4096x32768x512", "dense:4096x7168x2048", "dense:4096x4096x7168",
@@ -131,24 +135,39 @@ def make_case(spec: str):
     return call, check, 2 * sum(sizes) * n * k
 
 
+# The letter after a variant's tiles: a forward kernel's multicast, or a training kernel's epilogue.
+_TILE_LETTERS = {"a": "a", "b": "b", "n": "none", "t": "tma", "r": "registers"}
+_TRAINING_EPILOGUES = ("tma", "registers")
+
+
 def parse_variant(variant: str) -> tuple[tuple[str, ...], tuple | None]:
     """(compile flags, forced tiles or None) of a variant spelled `A+B@128x192b`, or with a stage
-    count `A@64x32n/12` (tiles: (block_m, block_n, multicast[, stages]))."""
+    count `A@64x32n/12` (tiles: (block_m, block_n, multicast or training epilogue[, stages]))."""
     macros, _, tiles = variant.partition("@")
     flags = () if macros == "none" else tuple(f"-D{f}" for f in macros.split("+"))
     if not tiles:
         return flags, None
     tiles, _, stages = tiles.partition("/")
+    if tiles[-1:] not in _TILE_LETTERS:
+        raise ValueError(f"variant {variant!r}: tiles end in one of {'/'.join(_TILE_LETTERS)}")
     bm, bn = tiles[:-1].split("x")
-    forced = (int(bm), int(bn), {"a": "a", "b": "b", "n": "none"}[tiles[-1]])
+    forced = (int(bm), int(bn), _TILE_LETTERS[tiles[-1]])
     return flags, forced + ((int(stages),) if stages else ())
 
 
 def with_flags(flags: tuple[str, ...], tiles: tuple | None = None):
     """Route every launch the library prepares through these compile flags (and tiles, if given);
     returns what restore() puts back."""
-    original = launch._prepare, launch.run_fp32, launch.select_config
-    if tiles is not None:
+    original = launch._prepare, launch.run_fp32, launch.select_config, launch.select_fp32_config
+    if tiles is not None and tiles[2] in _TRAINING_EPILOGUES:
+        bm, bn, epilogue, *stages = tiles
+
+        def select_fp32(layout, m, n, groups=1, num_sms=132):
+            return with_fp32_tiles(original[3](layout, m, n, groups, num_sms), bm, bn,
+                                   stages=stages[0] if stages else None,
+                                   direct_epilogue=epilogue == "registers")
+        launch.select_fp32_config = select_fp32
+    elif tiles is not None:
         bm, bn, multicast, *stages = tiles
 
         def select(layout, m, n, k, groups=1, num_sms=132):
@@ -169,7 +188,7 @@ def with_flags(flags: tuple[str, ...], tiles: tuple | None = None):
 
 
 def restore(original) -> None:
-    launch._prepare, launch.run_fp32, launch.select_config = original
+    launch._prepare, launch.run_fp32, launch.select_config, launch.select_fp32_config = original
     forget_prepared()
 
 

@@ -41,7 +41,7 @@ import fp8gemm  # noqa: E402
 from benchmarks.testing import make_contiguous_inputs, make_dense_inputs, make_masked_inputs  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
 from fp8gemm import launch, reference  # noqa: E402
-from fp8gemm.config import with_fp32_tiles, with_tiles  # noqa: E402
+from fp8gemm.config import with_tiles  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 DEFAULT_SHAPES = ["dense:4096x32768x512", "dense:4096x7168x2048", "dense:4096x4096x7168",
@@ -160,13 +160,10 @@ def with_flags(flags: tuple[str, ...], tiles: tuple | None = None):
     returns what restore() puts back."""
     original = launch._prepare, launch.run_fp32, launch.select_config, launch.select_fp32_config
     if tiles is not None and tiles[2] in _TRAINING_EPILOGUES:
+        from training_check import forced_fp32_selector
         bm, bn, epilogue, *stages = tiles
-
-        def select_fp32(layout, m, n, groups=1, num_sms=132):
-            return with_fp32_tiles(original[3](layout, m, n, groups, num_sms), bm, bn,
-                                   stages=stages[0] if stages else None,
-                                   direct_epilogue=epilogue == "registers")
-        launch.select_fp32_config = select_fp32
+        launch.select_fp32_config = forced_fp32_selector(bm, bn, epilogue == "registers",
+                                                         stages[0] if stages else None)
     elif tiles is not None:
         bm, bn, multicast, *stages = tiles
 

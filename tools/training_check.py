@@ -170,7 +170,7 @@ def forced_tiles() -> None:
     try:
         for spec in ("64x32", "64x128:tma", "128x32:tma", "128x64", "128x96:tma", "128x144", "128x160",
                      "128x128", "128x160:tma", "64x160"):
-            launch.select_fp32_config = _forced_selector(*parse_tiles(spec))
+            launch.select_fp32_config = forced_fp32_selector(*parse_tiles(spec))
             check_dense(200, 328, 1008)
             check_k_grouped([130, 0, 257], 192, 200, f"{spec} ")
     finally:
@@ -182,11 +182,13 @@ def counts_for(groups: int, tokens: int, seed: int) -> list[int]:
     return [int(tokens * rng.uniform(0.7, 1.3)) for _ in range(groups)]
 
 
-def _forced_selector(bm: int, bn: int, direct: bool):
+def forced_fp32_selector(bm: int, bn: int, direct: bool, stages: int | None = None):
+    """`launch.select_fp32_config` with these tiles, epilogue and stages (None: as many as fit) forced
+    onto the current selector's pick (tools/ab_kernel.py's training variants use it too)."""
     original = launch.select_fp32_config
 
     def select(layout, m, n, groups=1, num_sms=132):
-        return config_mod.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn,
+        return config_mod.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn, stages=stages,
                                           direct_epilogue=direct)
     return select
 
@@ -210,7 +212,7 @@ def _time_dense(m: int, n: int, k: int, tiles: list[str], rows: list) -> None:
         rows.append((f"dense {m}x{n}x{k} {mode}", us, 2 * m * n * k / us / 1e6))
     original = launch.select_fp32_config
     for spec in tiles:
-        launch.select_fp32_config = _forced_selector(*parse_tiles(spec))
+        launch.select_fp32_config = forced_fp32_selector(*parse_tiles(spec))
         try:
             us = cupti_time_us(functools.partial(fp8gemm.fp8_gemm_nt, (a, sa), (b, sb), d, c=d))
         finally:
@@ -234,7 +236,7 @@ def _time_k_grouped(g: int, m: int, n: int, tokens: int, tiles: list[str], rows:
     rows.append((f"k-grouped {g}x{m}x{n}x~{tokens} c=None", us, flops / us / 1e6))
     original = launch.select_fp32_config
     for spec in tiles:
-        launch.select_fp32_config = _forced_selector(*parse_tiles(spec))
+        launch.select_fp32_config = forced_fp32_selector(*parse_tiles(spec))
         try:
             us = cupti_time_us(call)
         finally:

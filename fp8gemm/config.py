@@ -295,10 +295,6 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
         for block_n in BLOCK_N_CANDIDATES:
             if block_n > MAX_BLOCK_N[block_m] or not spans_at_most_two_scale_blocks(block_n):
                 continue
-            # NOTES: the producer thread (40 registers) spills with 128x64 tiles (80 B, n=7168
-            # k=2048); neighbouring tiles serve instead.
-            if (block_m, block_n) == (128, 64):
-                continue
             # NOTES: masked tiles wider than 128 share B across a group's M blocks in pairs, so
             # they need groups that fill an even number of blocks. Measured on the H200 (counts
             # m * U(0.7, 1.3), the reference run's valid rows, CUPTI): 32 x ~192 rows (2 blocks
@@ -320,6 +316,12 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                 # Split-K only where the slices of every tile run in one wave: past that it
                 # trades a wave's tail for the sums' handoff and fewer stages, unmeasured.
                 if k_splits > 1 and tiles * k_splits > num_sms:
+                    continue
+                # NOTES: 128x64 tiles (a candidate since their producer stopped spilling, see
+                # fp8_gemm.cuh kRoomyProducer) were not in the sweep that fitted the split-K
+                # overhead, and the model rates their slices too well on bandwidth-bound shapes:
+                # H200, same run: 128x4096x7168 in 2 slices 13.4 us, unsplit 13.3, 128x32 13.0.
+                if k_splits > 1 and (block_m, block_n) == (128, 64):
                     continue
                 if max_stages(block_m, block_n, k_splits=k_splits) < 3:
                     continue

@@ -116,10 +116,16 @@ struct GemmTraits {
     // Masked tiles wider than 160 (128x192, multicast B) split them 56 / 224 instead:
     // (168 - 56) x 128 = (224 - 168) x 256. Their producer keeps the group's walk and a tensor-map
     // address across the multicast loads' elect loop, and spilled 12 B at 40; the math loops fit
-    // 224 (their SASS is as at 232).
+    // 224 (their SASS is as at 232). So do the two-warpgroup decode tiles (overlapped K blocks,
+    // BN <= 96), whose math loops need far fewer: at 40 the producer spilled 16 B with 128x64
+    // tiles, which the heuristics therefore skipped. H200, tools/ab_kernel.py, same run:
+    // 128x7168x2048 128x64 7.3 us against the former pick 128x80 7.8; 256x4096x7168 128x64 17.0
+    // against 256x32 21.4; 512x2112x7168 17.6 against 22.8; the tiles kept, split 40 / 232 or
+    // 56 / 224, within 1% (128x2112x7168, 128x32768x512, 128x24576x1536, 128x4096x7168).
     static constexpr bool kWideMasked = Cfg::kLayout == GemmLayout::kMasked && Cfg::kBlockN > 160;
-    static constexpr int kProducerRegs = kWideMasked ? 56 : 40;
-    static constexpr int kMathRegs = kWideMasked ? 224 : kNumMathWarpgroups == 2 ? 232 : 240;
+    static constexpr bool kRoomyProducer = kWideMasked || (kNumMathWarpgroups == 2 && kOverlapDepth > 1);
+    static constexpr int kProducerRegs = kRoomyProducer ? 56 : 40;
+    static constexpr int kMathRegs = kRoomyProducer ? 224 : kNumMathWarpgroups == 2 ? 232 : 240;
     // NOTES: ptxas hoists the epilogue's stmatrix addresses (they depend on the lane only) out of
     // the tile loop and keeps them in registers; in masked 128x192 that spilled 44 B. Those tiles
     // compute them per tile instead (stage_output); their main loops' SASS is unchanged by it.

@@ -180,10 +180,12 @@ def test_odd_k_and_n(m: int, n: int, k: int) -> None:
 # that leave a remainder (5, 9 with a partial last block, 3, 56, 17 with a partial one), odd M, and
 # a split-K slice whose length is not a multiple of the depth. Their B scales are lane-held, 32 K
 # blocks per register slot: 97 K blocks (4 slots, the last with one), 72 with two B scale rows (BN 96
-# across a scale block), and 131 (more than 4 slots: loaded per K block instead).
+# across a scale block), and 131 (more than 4 slots: loaded per K block instead). 128x64 tiles (picked
+# since their producer has 56 registers) at a partial last K block and at two M blocks.
 OVERLAPPED = [((64, 16), (1, 520, 640)), ((64, 32), (7, 1032, 1040)), ((64, 128), (33, 256, 384)),
               ((128, 32), (65, 2112, 7168)), ((128, 96), (100, 4104, 2064)), ((64, 64), (7, 520, 12416)),
-              ((64, 96), (33, 4104, 9216)), ((64, 32), (1, 264, 16704))]
+              ((64, 96), (33, 4104, 9216)), ((64, 32), (1, 264, 16704)), ((128, 64), (100, 7168, 2064)),
+              ((128, 64), (256, 1032, 7168))]
 
 
 @pytest.mark.parametrize(("tiles", "shape"), OVERLAPPED, ids=[f"{t[0]}x{t[1]}" for t, _ in OVERLAPPED])

@@ -92,7 +92,7 @@ def forced_tiles() -> float:
                         masked([30, 0, 130, 129], 256, 512, 1408, 128, tag))
         # Decode tiles whose K blocks overlap (2-4 wgmma groups in flight), with K block counts that
         # leave a remainder.
-        for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none")]:
+        for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none"), (128, 64, "none")]:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
             worst = max(worst, dense(33, 512, 1168, tag), masked([7, 0, 65, 1], 128, 512, 1168, 32, tag))

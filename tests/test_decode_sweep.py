@@ -1,0 +1,25 @@
+"""tools/decode_sweep.py's candidate list (CPU: the sweep itself needs a GPU)."""
+
+from __future__ import annotations
+
+from repo_scripts import load
+
+decode_sweep = load("tools/decode_sweep.py")
+
+
+def test_128x64_tiles_are_candidates() -> None:
+    cands = decode_sweep.candidates(128, 7168, 2048, 132)
+    assert (128, 64, 1, "none") in cands
+
+
+def test_b_sharing_64_row_tiles_only_with_two_m_blocks_unsplit() -> None:
+    assert (64, 64, 1, "b") in decode_sweep.candidates(100, 4096, 7168, 132)
+    assert not [c for c in decode_sweep.candidates(64, 4096, 7168, 132) if c[3] != "none"]
+    shared = [c for c in decode_sweep.candidates(128, 4096, 7168, 132) if c[3] == "b"]
+    assert shared and all(c[0] == 64 and c[2] == 1 for c in shared)
+
+
+def test_split_candidates_fit_one_wave() -> None:
+    for bm, bn, ks, _ in decode_sweep.candidates(128, 2112, 7168, 132):
+        if ks > 1:
+            assert -(-128 // bm) * -(-2112 // bn) * ks <= 132

@@ -185,13 +185,18 @@ def spread_sizes(groups, m_per_group, seed, total=None):
     return sizes
 
 
+def _entry_sizes(index: int, entry: dict) -> list[int]:
+    """The rows per group of reference entry `index` of its layout: the reference run's total,
+    spread with the index as seed."""
+    return spread_sizes(entry["groups"], entry["m_per_group"], index, total=entry["valid_rows"])
+
+
 def reference_sizes(layout: str, groups: int, m_per_group: int, n: int, k: int) -> list[int]:
-    """The rows per group that time_shapes uses for this shapes.json shape (the reference run's
-    total, spread with the shape's index as seed)."""
+    """The rows per group that time_shapes uses for this shapes.json shape."""
     ref = json.loads(REF.read_text())[f"grouped_{layout}"]
     for i, r in enumerate(ref):
         if (r["groups"], r["m_per_group"], r["n"], r["k"]) == (groups, m_per_group, n, k):
-            return spread_sizes(groups, m_per_group, i, total=r["valid_rows"])
+            return _entry_sizes(i, r)
     raise KeyError(f"{layout} {groups}x{m_per_group} {n}x{k} is not a reference shape")
 
 
@@ -227,9 +232,9 @@ def time_shapes(lines, rows_out, repeat=1):
         cases.append((dict(kind="dense", m=m, n=n, k=k, cublaslt_us=cub, reference_us=r["reference_us"],
                            config=str(cfg)), call, 30))
     for layout in ("contiguous", "masked"):
-        for r in ref[f"grouped_{layout}"]:
+        for i, r in enumerate(ref[f"grouped_{layout}"]):
             g, mpg, n, k = r["groups"], r["m_per_group"], r["n"], r["k"]
-            sizes = reference_sizes(layout, g, mpg, n, k)
+            sizes = _entry_sizes(i, r)
             if layout == "contiguous":
                 x = make_contiguous_inputs(sizes, n, k)
                 out = torch.empty((x.a.shape[0], n), dtype=torch.bfloat16, device="cuda")

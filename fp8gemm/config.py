@@ -176,22 +176,56 @@ def _store_slab_cols(block_n: int) -> int:
 _N_EFFICIENCY = {16: 0.6, 32: 0.65, 48: 0.7, 64: 0.75, 80: 0.72, 96: 0.75, 112: 0.75, 128: 0.94, 144: 0.92,
                  160: 0.96}
 _M_EFFICIENCY = {64: 0.5, 128: 0.95, 256: 1.06}
+# NOTES: 64-row decode tiles whose pair of M blocks shares B (multicast "b", M = 65-128: the only
+# 64-row tiles with a partner block) are rated apart from the unshared ones, whose 0.5 the M <= 64
+# picks were fitted with. 0.7 and B's bytes halved in the load time fit the H200 sweep of
+# _decode_shares_b best (with _OOB_ROW_US).
+_SHARED_B_64_EFFICIENCY = 0.7
+# NOTES: a TMA box that reaches past the last row of A costs the hardware's zero fill, per row
+# past M: H200, CUPTI, the same tile with A's box inside a padded copy against past M (65x4096x7168
+# at 128x32: 13.0 / 24.0 us; 100x4096x7168 13.0 / 19.6; 100x7168x16384 at 128x64: 33.8 / 47.2),
+# ~0.004 us per row and K block. The model, which ranks rather than predicts, fits the sweep best
+# with 0.0015 (and _SHARED_B_64_EFFICIENCY 0.7; 0.002 / 0.65 and 0.001 / 0.75 pick the same tiles,
+# every other pair of a grid over 0.0005-0.004 and 0.55-0.8 is no better): 65x4096x7168 25.0
+# -> 17.3 us (128x80 in 2 K slices), 65x2112x7168 16.6 -> 14.3, 100x2112x7168 12.6 -> 11.6 (64x64
+# in 2 slices). Loading only the rows inside M (smaller boxes for the last block) would remove the
+# cost itself; a first version hung on the H200 (branch wip/a-tail-maps, docs/KERNEL.md).
+_OOB_ROW_US = 0.0015
 # FP8 dense throughput of one SM that the kernel can sustain (~1.5 PFLOPS over 132 SMs).
 _SM_FLOPS_PER_US = 11.5e6
 
 
-def _k_block_us(block_m: int, block_n: int) -> float:
+def _k_block_us(block_m: int, block_n: int, shared_b: bool = False, rows_past_m: int = 0) -> float:
     """Estimated time of one 128-deep K block of one tile on one SM, in microseconds.
 
     The larger of the tensor-core time (flops over the sustained per-SM rate times the shape's
     efficiency) and the load time. NOTES: small tiles are bound by the load pipeline, measured on
     the H200 (deep rings, one wave, K = 7168) at ~0.08 us per K block plus the bytes at ~150 GB/s
-    per SM: 64x32 0.16 us, 64x64 0.19 us, 128x32 0.19 us.
+    per SM: 64x32 0.16 us, 64x64 0.19 us, 128x32 0.19 us. shared_b: B multicast over a 64-row pair
+    (half of B's bytes come from L2 per CTA). rows_past_m: rows of A's box past M (_OOB_ROW_US).
     """
-    efficiency = _N_EFFICIENCY.get(block_n, 1.0) * _M_EFFICIENCY[block_m]
+    m_efficiency = _SHARED_B_64_EFFICIENCY if shared_b and block_m == 64 else _M_EFFICIENCY[block_m]
+    efficiency = _N_EFFICIENCY.get(block_n, 1.0) * m_efficiency
     compute = block_m * block_n * BLOCK_K * 2 / (_SM_FLOPS_PER_US * efficiency)
-    load = 0.08 + (block_m + block_n) * BLOCK_K / 150e3
+    b_rows = block_n / 2 if shared_b else block_n
+    load = 0.08 + (block_m + b_rows) * BLOCK_K / 150e3 + _OOB_ROW_US * rows_past_m
     return max(compute, load)
+
+
+def _decode_shares_b(layout: str, m: int, block_m: int, block_n: int, k_splits: int, num_sms: int) -> bool:
+    """Whether a dense decode shape may run 64-row tiles whose two M blocks share B (multicast "b").
+
+    NOTES: H200, tools/decode_sweep.py (CUPTI, L2 flushed, 2026-11-30; every tile for M = 65, 100,
+    120, 128 and the six N x K of shapes.json), the former picks (128-row tiles) against these:
+    100x4096x7168 19.4 -> 14.2 us (64x64 B), 120x4096x7168 13.8 -> 12.5, 128x4096x7168 13.0 ->
+    12.5, 65x7168x2048 9.2 -> 8.9 (64x128 B), 100x7168x2048 8.5 -> 8.5. Not below 64 columns: 64x32
+    B was 5-7% slower than unshared on 128x2112x7168 (11.2-11.4 / 10.7 us). With this and
+    _OOB_ROW_US, the picks over those 24 shapes and the six at M = 64 are 2.6% slower than each
+    shape's best tile on average (7.1% before), at most 13% (60% before), and none is slower than
+    the former pick. Where the model still misses: 7168x16384 at 65-128 rows (64x128 B 34-47 us
+    against the pick's 128x128 in 2 K slices 37-53)."""
+    return (layout == "dense" and 64 < m <= 2 * 64 and block_m == 64 and block_n >= 64 and k_splits == 1
+            and num_sms % 2 == 0)
 
 
 def _split_k_overhead_us(k_splits: int) -> float:
@@ -312,7 +346,9 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                 continue
             n_blocks = math.ceil(n / block_n)
             tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)
-            for k_splits in split_options:
+            for k_splits, shared_b in [(s, b) for s in split_options for b in (False, True)]:
+                if shared_b and not _decode_shares_b(layout, m, block_m, block_n, k_splits, num_sms):
+                    continue
                 # Split-K only where the slices of every tile run in one wave: past that it
                 # trades a wave's tail for the sums' handoff and fewer stages, unmeasured.
                 if k_splits > 1 and tiles * k_splits > num_sms:
@@ -327,17 +363,22 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                     continue
                 # Clusters of k_splits CTAs run side by side, num_sms // k_splits at a time.
                 waves = math.ceil(tiles / (num_sms // k_splits))
-                cost = (waves * math.ceil(num_k_blocks / k_splits) * _k_block_us(block_m, block_n)
+                # Decode shapes of 65-128 rows (one row of M blocks) pay for the rows of A's last box
+                # past M. (Below 65 rows every candidate has the same 64-row box, and the picks there
+                # were fitted without it.)
+                rows_past_m = -m % block_m if layout == "dense" and 64 < m <= MAX_SPLIT_K_ROWS else 0
+                k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m)
+                cost = (waves * math.ceil(num_k_blocks / k_splits) * k_block_us
                         + _split_k_overhead_us(k_splits))
-                key = (cost, k_splits, -block_m, -block_n)
+                key = (cost, k_splits, -block_m, -block_n, shared_b)
                 if best is None or key < best[0]:
-                    best = (key, block_m, block_n, tiles, k_splits)
+                    best = (key, block_m, block_n, tiles, k_splits, shared_b)
     assert best is not None
-    _, block_m, block_n, tiles, k_splits = best
+    _, block_m, block_n, tiles, k_splits, shared_b = best
 
     rows = m * num_groups if layout == "masked" else m
-    multicast = _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles, k_splits,
-                           num_k_blocks, num_sms)
+    multicast = "b" if shared_b else _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles,
+                                                k_splits, num_k_blocks, num_sms)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,

@@ -104,6 +104,35 @@ def test_large_m_uses_big_tiles_and_small_m_splits_k() -> None:
     assert decode.block_m == 64 and decode.stages > 3
 
 
+def test_decode_shapes_of_65_to_128_rows_share_b_across_two_64_row_blocks() -> None:
+    def tiles(m: int, n: int, k: int, num_sms: int = 132) -> tuple:
+        c = select_config("dense", m, n, k, 1, num_sms)
+        return c.block_m, c.block_n, c.k_splits, c.multicast
+
+    # H200 sweep (config._decode_shares_b): the pair of M blocks shares B where B dominates
+    assert tiles(100, 4096, 7168) == (64, 64, 1, "b")
+    assert tiles(128, 4096, 7168) == (64, 64, 1, "b")
+    assert tiles(100, 7168, 2048) == (64, 128, 1, "b")
+    # ... and not where a 128-row tile was measured faster, nor with one 64-row block, nor past
+    # two, nor with an odd SM count (clusters of 2)
+    assert tiles(128, 7168, 2048) == (128, 64, 1, "none")
+    assert tiles(128, 24576, 1536)[3] == "none"
+    for m in (1, 64, 129, 256):
+        assert tiles(m, 4096, 7168)[3] == "none", m
+    assert tiles(100, 4096, 7168, num_sms=131)[3] == "none"
+
+
+def test_rows_of_the_a_box_past_m_cost_the_decode_tiles() -> None:
+    from fp8gemm.config import _k_block_us
+
+    assert _k_block_us(128, 32, rows_past_m=63) > _k_block_us(128, 32)
+    # 65x4096x7168 ran 128x32 in 25.0 us (63 rows past M), its new pick 17.3 (H200, 2026-11-30)
+    c = select_config("dense", 65, 4096, 7168, 1, 132)
+    assert (c.block_m, c.block_n, c.k_splits) != (128, 32, 1)
+    # below 65 rows every candidate has the same 64-row box: those picks are unchanged
+    assert select_config("dense", 1, 4096, 7168, 1, 132).block_n == 32
+
+
 def test_masked_tiles_wider_than_128_only_for_groups_of_an_even_block_count() -> None:
     from fp8gemm.config import _even_masked_blocks
 

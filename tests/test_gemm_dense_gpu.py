@@ -256,13 +256,30 @@ def test_split_k_clusters_take_several_tiles_each(monkeypatch: pytest.MonkeyPatc
     _check(_run(x, out), x)
 
 
-def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1) -> None:
+# 64-row decode tiles whose two M blocks share B (multicast "b"; the heuristics' pick for some
+# M = 65-128): a second block of 1, 36 and 64 rows, B-scale boundaries inside the tile (80, 112).
+SHARED_B = [((64, 64), (65, 4096, 7168)), ((64, 128), (100, 7168, 2048)), ((64, 112), (128, 1000, 1152)),
+            ((64, 80), (97, 2112, 4224))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), SHARED_B, ids=[f"{t[0]}x{t[1]}-m{s[0]}" for t, s in SHARED_B])
+def test_decode_tiles_sharing_b(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int],
+                                shape: tuple[int, int, int]) -> None:
+    _force_tiles(monkeypatch, *tiles, multicast="b")
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=m + n)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
+def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1,
+                 multicast: str = "none") -> None:
     """Make the launcher use these tiles (the heuristics pick them only for some problems)."""
     from fp8gemm import launch
     from fp8gemm.config import select_config, with_tiles
 
     def select(layout, m, n, k, groups=1, num_sms=132):
-        return with_tiles(select_config(layout, m, n, k, groups, num_sms), block_m, block_n, "none",
+        return with_tiles(select_config(layout, m, n, k, groups, num_sms), block_m, block_n, multicast,
                           k_splits=k_splits)
 
     monkeypatch.setattr(launch, "select_config", select)

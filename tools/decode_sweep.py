@@ -9,6 +9,9 @@ Candidates per shape: every (BLOCK_M, BLOCK_N) the kernel supports for the shape
 split into 2 to --max-splits slices where the split tiles fit in one wave of clusters; where a shape
 has more than one 64-row M block, also the 64-row tiles unsplit with B shared by the pair of M
 blocks (multicast "b": 64x64 B ran 65-128 x 4096 x 7168 up to 29% faster than the pick, 2026-11-30).
+(A shared by pairs of N blocks, multicast "a", was slower than the best unshared tile on all 24
+shapes at M = 64, 65, 100, 128 on 2026-11-30, by 2-18%, and is no longer swept.)
+The candidates' kernels are compiled first, in a process pool (--jobs).
 The heuristics' pick is marked with '*'. The table printed last has each shape's best candidate.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -26,14 +30,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.testing import make_dense_inputs  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
-from fp8gemm import launch, reference  # noqa: E402
-from fp8gemm.config import MAX_BLOCK_N, MAX_K_SPLITS, max_stages, select_config, with_tiles  # noqa: E402
+from fp8gemm import aot, codegen, launch, reference  # noqa: E402
+from fp8gemm.config import (  # noqa: E402
+    BLOCK_N_CANDIDATES,
+    MAX_BLOCK_N,
+    MAX_K_SPLITS,
+    max_stages,
+    select_config,
+    spans_at_most_two_scale_blocks,
+    with_tiles,
+)
 from fp8gemm.layout import get_tma_aligned_size  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 REF = Path(__file__).resolve().parents[1] / "benchmarks" / "reference_h200.json"
 NK = [(2112, 7168), (24576, 1536), (32768, 512), (7168, 16384), (4096, 7168), (7168, 2048)]
-BLOCK_N = (16, 32, 48, 64, 96, 128, 160)
+BLOCK_N = tuple(bn for bn in BLOCK_N_CANDIDATES if spans_at_most_two_scale_blocks(bn))
 
 
 def candidates(m: int, n: int, k: int, num_sms: int,
@@ -58,7 +70,24 @@ def candidates(m: int, n: int, k: int, num_sms: int,
                 out.append((bm, bn, ks, "none"))
                 if bm == 64 and ks == 1 and m > 64:
                     out.append((bm, bn, ks, "b"))
+
     return out
+
+
+def _precompile(ms: list[int], num_sms: int, max_splits: int, jobs: int | None) -> None:
+    """Compiles every candidate's kernel into the JIT cache in a process pool (the sweep then only
+    loads them): kernels depend on the tiles, N and K, not on M, so the M values share most."""
+    kernels = {}
+    for m in ms:
+        for n, k in NK:
+            pick = select_config("dense", m, n, k, 1, num_sms)
+            for bm, bn, ks, mc in candidates(m, n, k, num_sms, max_splits):
+                cfg = with_tiles(pick, bm, bn, mc, k_splits=ks)
+                kernels[codegen.kernel_name(cfg)] = codegen.kernel_source(cfg)
+    with aot._executor(jobs or os.cpu_count() or 1) as pool:
+        futures = [pool.submit(aot._compile_one, source, name) for name, source in kernels.items()]
+        errors = [e for f in futures if (e := f.result()[1])]
+    print(f"compiled {len(kernels)} kernels, {len(errors)} errors", *errors[:5], sep="\n", flush=True)
 
 
 def _describe(row: dict) -> str:
@@ -69,11 +98,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--m", type=int, nargs="*", default=[64, 128])
     p.add_argument("--out", default=None)
+    p.add_argument("--jobs", type=int, default=None, help="compile processes (default: one per CPU)")
     p.add_argument("--max-splits", type=int, default=MAX_K_SPLITS,
                    help="split-K slices to try (clusters of up to 8 CTAs; the heuristics use at most "
                         f"{MAX_K_SPLITS})")
     args = p.parse_args()
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    _precompile(args.m, num_sms, args.max_splits, args.jobs)
     ref_times = {(r["m"], r["n"], r["k"]): r["reference_us"] for r in json.loads(REF.read_text())["dense"]}
     rows, best = [], []
     for m in args.m:

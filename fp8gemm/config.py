@@ -218,13 +218,13 @@ def _decode_shares_b(layout: str, m: int, block_m: int, block_n: int, k_splits: 
     NOTES: H200, tools/decode_sweep.py (CUPTI, L2 flushed, 2026-11-30; every tile for M = 65, 100,
     120, 128 and the six N x K of shapes.json), the former picks (128-row tiles) against these:
     100x4096x7168 19.4 -> 14.2 us (64x64 B), 120x4096x7168 13.8 -> 12.5, 128x4096x7168 13.0 ->
-    12.5, 65x7168x2048 9.2 -> 8.9 (64x128 B), 100x7168x2048 8.5 -> 8.5. Not below 64 columns: 64x32
+    12.4, 65x7168x2048 9.2 -> 8.8 (64x128 B), 100x7168x2048 8.5 -> 8.4. Not below 64 columns: 64x32
     B was 5-7% slower than unshared on 128x2112x7168 (11.2-11.4 / 10.7 us). With this and
     _OOB_ROW_US, the picks over those 24 shapes and the six at M = 64 are 2.6% slower than each
-    shape's best tile on average (7.1% before), at most 13% (60% before), and none is slower than
+    shape's best tile on average (7.1% before), at most 13% (61% before), and none is slower than
     the former pick. Where the model still misses: 7168x16384 at 65-128 rows (64x128 B 34-47 us
     against the pick's 128x128 in 2 K slices 37-53)."""
-    return (layout == "dense" and 64 < m <= 2 * 64 and block_m == 64 and block_n >= 64 and k_splits == 1
+    return (layout == "dense" and 64 < m <= 128 and block_m == 64 and block_n >= 64 and k_splits == 1
             and num_sms % 2 == 0)
 
 

@@ -2,7 +2,8 @@
 with TMA multicast, split-K, K % 128 != 0 and N % 64 != 0 for all three layouts, and forced tiles
 the heuristics pick only for large problems (BLOCK_M 256 with two chains per warpgroup, BLOCK_N 192,
 B multicast on the grouped layouts, with pairs of M blocks that belong to different experts; decode
-tiles whose K blocks overlap; split-K in a cluster, several tiles per cluster). Also the training
+tiles whose K blocks overlap, and 64-row ones whose two M blocks share B; split-K in a cluster,
+several tiles per cluster). Also the training
 kernel (fp8_gemm_fp32.cuh): dense and k-grouped (a 0-token group, odd counts), both epilogues, 64-
 and 128-row tiles 32 to 160 wide, accumulating and not. Each case prints its diff against the
 reference on its own line (flushed, so a log cut short still names the cases that ran); exits non-
@@ -96,6 +97,12 @@ def forced_tiles() -> float:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
             worst = max(worst, dense(33, 512, 1168, tag), masked([7, 0, 65, 1], 128, 512, 1168, 32, tag))
+        # Decode tiles of 64 rows whose two M blocks share B (the pick for some dense M = 65-128):
+        # a second block of 1 and of 36 rows, a B-scale boundary inside the tile (112).
+        for tiles in [(64, 64, "b"), (64, 112, "b")]:
+            launch.select_config = forced(*tiles)
+            tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
+            worst = max(worst, dense(65, 512, 1168, tag), dense(100, 1008, 1168, tag))
         # Split-K in a cluster: rank 0 adds the other slices' sums out of their shared memory. With
         # 8 "SMs" the clusters take several tiles each (the handoff's barriers change phase); odd M,
         # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices.

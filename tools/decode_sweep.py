@@ -10,7 +10,7 @@ split into 2 to --max-splits slices where the split tiles fit in one wave of clu
 has more than one 64-row M block, also the 64-row tiles unsplit with B shared by the pair of M
 blocks (multicast "b": 64x64 B ran 65-128 x 4096 x 7168 up to 29% faster than the pick, 2026-11-30).
 (A shared by pairs of N blocks, multicast "a", was slower than the best unshared tile on all 24
-shapes at M = 64, 65, 100, 128 on 2026-11-30, by 2-18%, and is no longer swept.)
+shapes at M = 64, 65, 100, 128 on 2026-11-30, by 3-31%, and is no longer swept.)
 The candidates' kernels are compiled first, in a process pool (--jobs).
 The heuristics' pick is marked with '*'. The table printed last has each shape's best candidate.
 """

@@ -70,7 +70,6 @@ def candidates(m: int, n: int, k: int, num_sms: int,
                 out.append((bm, bn, ks, "none"))
                 if bm == 64 and ks == 1 and m > 64:
                     out.append((bm, bn, ks, "b"))
-
     return out
 
 

@@ -25,7 +25,6 @@ def test_split_candidates_fit_one_wave() -> None:
             assert -(-128 // bm) * -(-2112 // bn) * ks <= 132
 
 
-
 def test_every_tile_width_the_heuristics_may_pick_is_swept() -> None:
     widths = {c[1] for c in decode_sweep.candidates(128, 4096, 7168, 132)}
     assert {80, 112, 144, 192} <= widths

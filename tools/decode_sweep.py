@@ -73,16 +73,22 @@ def candidates(m: int, n: int, k: int, num_sms: int,
     return out
 
 
-def _precompile(ms: list[int], num_sms: int, max_splits: int, jobs: int | None) -> None:
-    """Compiles every candidate's kernel into the JIT cache in a process pool (the sweep then only
-    loads them): kernels depend on the tiles, N and K, not on M, so the M values share most."""
-    kernels = {}
+def _sweep_configs(ms: list[int], num_sms: int, max_splits: int) -> dict:
+    """{(m, n, k): (the pick, [(candidate, its config), ...])} for every shape of the sweep."""
+    out = {}
     for m in ms:
         for n, k in NK:
             pick = select_config("dense", m, n, k, 1, num_sms)
-            for bm, bn, ks, mc in candidates(m, n, k, num_sms, max_splits):
-                cfg = with_tiles(pick, bm, bn, mc, k_splits=ks)
-                kernels[codegen.kernel_name(cfg)] = codegen.kernel_source(cfg)
+            out[m, n, k] = pick, [((bm, bn, ks, mc), with_tiles(pick, bm, bn, mc, k_splits=ks))
+                                  for bm, bn, ks, mc in candidates(m, n, k, num_sms, max_splits)]
+    return out
+
+
+def _precompile(configs: dict, jobs: int | None) -> None:
+    """Compiles every candidate's kernel into the JIT cache in a process pool (the sweep then only
+    loads them): kernels depend on the tiles, N and K, not on M, so the M values share most."""
+    kernels = {codegen.kernel_name(cfg): codegen.kernel_source(cfg)
+               for _, cands in configs.values() for _, cfg in cands}
     with aot._executor(jobs or os.cpu_count() or 1) as pool:
         futures = [pool.submit(aot._compile_one, source, name) for name, source in kernels.items()]
         errors = [e for f in futures if (e := f.result()[1])]
@@ -103,7 +109,8 @@ def main() -> None:
                         f"{MAX_K_SPLITS})")
     args = p.parse_args()
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
-    _precompile(args.m, num_sms, args.max_splits, args.jobs)
+    configs = _sweep_configs(args.m, num_sms, args.max_splits)
+    _precompile(configs, args.jobs)
     ref_times = {(r["m"], r["n"], r["k"]): r["reference_us"] for r in json.loads(REF.read_text())["dense"]}
     rows, best = [], []
     for m in args.m:
@@ -111,10 +118,9 @@ def main() -> None:
             x = make_dense_inputs(m, n, k)
             want = reference.gemm_nt(x.a, x.sa, x.b, x.sb)
             out = torch.empty(m, n, dtype=torch.bfloat16, device="cuda")
-            pick = select_config("dense", m, n, k, 1, num_sms)
+            pick, cands = configs[m, n, k]
             results = []
-            for bm, bn, ks, mc in candidates(m, n, k, num_sms, args.max_splits):
-                cfg = with_tiles(pick, bm, bn, mc, k_splits=ks)
+            for (bm, bn, ks, mc), cfg in cands:
                 try:
                     run = launch._prepare(cfg, x.a, (m, x.sa_tma.shape[1]), get_tma_aligned_size(m, 4),
                                           x.sa_tma, x.b, x.sb, out, None, m, m, num_sms)

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fp8gemm.config import BLOCK_K, FP32_SLAB_COLS, Fp32GemmConfig, GemmConfig
+from fp8gemm.config import (
+    BLOCK_K,
+    FP32_SLAB_COLS,
+    SHORT_BOX_ROWS_A,
+    SHORT_BOX_ROWS_SA,
+    Fp32GemmConfig,
+    GemmConfig,
+)
+from fp8gemm.utils import round_up
 
 
 @dataclass(frozen=True)
@@ -23,22 +31,34 @@ class TmaBox:
     swizzle: int
 
 
-def tma_boxes(config: GemmConfig) -> dict[str, TmaBox]:
-    """The boxes of the kernel's four tensor maps.
+def loads_short_a_box(config: GemmConfig, rows: int) -> bool:
+    """Whether A's boxes stop short of the tile (SHORT_BOX_ROWS_A): dense, one M block, A unshared."""
+    return config.layout == "dense" and config.multicast != "a" and rows < config.block_m
+
+
+def tma_boxes(config: GemmConfig, rows: int | None = None) -> dict[str, TmaBox]:
+    """The boxes of the kernel's four tensor maps (for a GEMM of `rows` rows, where given).
 
     A and B: 128 FP8 columns (one K block) by the tile's rows, or half of them when the operand is
     multicast (each CTA of the pair loads one half), with the 128-byte swizzle the wgmma
     descriptors expect. The A scales: the tile's rows of one K block's column (a_scale_chunk
     columns for the overlapped decode loops), unswizzled. D: one
     store slab of 64 rows by `store_slab_cols` BF16 columns, swizzled as the staging layout writes it.
+    A dense GEMM of fewer rows than one tile loads A's rows inside M only (loads_short_a_box), and
+    its scales' too where they come one K block per stage.
     """
     half_a = 2 if config.multicast == "a" else 1
     half_b = 2 if config.multicast == "b" else 1
     slab = config.store_slab_cols
+    a_rows, sa_rows = config.block_m // half_a, config.block_m
+    if rows is not None and loads_short_a_box(config, rows):
+        a_rows = round_up(max(rows, 1), SHORT_BOX_ROWS_A)
+        if config.a_scale_chunk == 1:
+            sa_rows = min(config.block_m, round_up(max(rows, 1), SHORT_BOX_ROWS_SA))
     return {
-        "a": TmaBox(BLOCK_K, config.block_m // half_a, 128),
+        "a": TmaBox(BLOCK_K, a_rows, 128),
         "b": TmaBox(BLOCK_K, config.block_n // half_b, 128),
-        "sa": TmaBox(config.block_m, config.a_scale_chunk, 0),
+        "sa": TmaBox(sa_rows, config.a_scale_chunk, 0),
         "d": TmaBox(slab, 64, slab * 2),
     }
 
@@ -102,6 +122,8 @@ struct Config {{
     static constexpr int kBoxRowsSA = {boxes["sa"].cols};
     static constexpr int kBoxKBlocksSA = {boxes["sa"].rows};
     static constexpr int kBoxColsD = {boxes["d"].cols};
+    static constexpr int kShortBoxRowsA = {SHORT_BOX_ROWS_A};    // dense, M inside one tile: tma_boxes
+    static constexpr int kShortBoxRowsSA = {SHORT_BOX_ROWS_SA};
     static constexpr int kSwizzleD = {boxes["d"].swizzle};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;
 }};
@@ -167,6 +189,8 @@ struct Config {{
     static constexpr int kBoxRowsSA = {boxes["sa"].cols};
     static constexpr int kBoxRowsSB = {boxes["sb"].cols};
     static constexpr int kBoxColsD = {boxes["d"].cols};
+    static constexpr int kShortBoxRowsA = {SHORT_BOX_ROWS_A};    // dense, M inside one tile: tma_boxes
+    static constexpr int kShortBoxRowsSA = {SHORT_BOX_ROWS_SA};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;
 }};
 

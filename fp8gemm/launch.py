@@ -89,7 +89,7 @@ def _kernel_args(config: GemmConfig, a2d: torch.Tensor, sa_dims: tuple[int, int]
                  grouped: torch.Tensor | None, rows: int) -> tuple:
     """The GEMM kernel's arguments, in its parameter order (the one place that knows that order)."""
     k = a2d.shape[1]
-    box = tma_boxes(config)
+    box = tma_boxes(config, rows)
     tmap_a = _tensor_map(a2d, (k, a2d.shape[0]), (k,), (box["a"].cols, box["a"].rows), box["a"].swizzle)
     tmap_b = _tensor_map(b2d, (k, b2d.shape[0]), (k,), (box["b"].cols, box["b"].rows), box["b"].swizzle)
     tmap_sa = _tensor_map(sa, sa_dims, (sa_stride,), (box["sa"].cols, box["sa"].rows), box["sa"].swizzle)

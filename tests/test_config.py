@@ -112,9 +112,10 @@ def test_decode_shapes_of_65_to_128_rows_share_b_across_two_64_row_blocks() -> N
     # H200 sweep (config._decode_shares_b): the pair of M blocks shares B where B dominates
     assert tiles(100, 4096, 7168) == (64, 64, 1, "b")
     assert tiles(128, 4096, 7168) == (64, 64, 1, "b")
-    assert tiles(100, 7168, 2048) == (64, 128, 1, "b")
-    # ... and not where a 128-row tile was measured faster, nor with one 64-row block, nor past
-    # two, nor with an odd SM count (clusters of 2)
+    # ... and not where a 128-row tile was measured faster (a tile holding all of M loads only the
+    # rows inside M: 100x7168x2048 at 128x64 8.1 us, the sweep's best, 2026-11-30), nor with one
+    # 64-row block, nor past two, nor with an odd SM count (clusters of 2)
+    assert tiles(100, 7168, 2048) == (128, 64, 1, "none")
     assert tiles(128, 7168, 2048) == (128, 64, 1, "none")
     assert tiles(128, 24576, 1536)[3] == "none"
     for m in (1, 64, 129, 256):
@@ -129,7 +130,10 @@ def test_rows_of_the_a_box_past_m_cost_the_decode_tiles() -> None:
     # 65x4096x7168 ran 128x32 in 25.0 us (63 rows past M), its new pick 17.3 (H200, 2026-11-30)
     c = select_config("dense", 65, 4096, 7168, 1, 132)
     assert (c.block_m, c.block_n, c.k_splits) != (128, 32, 1)
-    # below 65 rows every candidate has the same 64-row box: those picks are unchanged
+    # a 128-row tile holding all 65 rows loads 72 of them, not 128: 65x2112x7168 at 128x32 in 2 K
+    # slices 10.9 us, the sweep's best (14.3 for the 64-row pair that the full box's fill made best)
+    assert select_config("dense", 65, 2112, 7168, 1, 132).block_m == 128
+    # below 65 rows every candidate is one 64-row block: those picks are unchanged
     assert select_config("dense", 1, 4096, 7168, 1, 132).block_n == 32
 
 
@@ -196,6 +200,49 @@ def test_tma_boxes_match_the_tiles_the_kernel_loads(layout: str, m: int, n: int,
     src = kernel_source(c)
     assert f"kBoxRowsA = {box['a'].rows};" in src and f"kBoxRowsB = {box['b'].rows};" in src
     assert f"kBoxColsD = {box['d'].cols};" in src
+
+
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 33, 48, 63, 64, 65, 100, 127, 128, 129, 4096])
+@pytest.mark.parametrize("block_m,block_n,multicast,k_splits", [
+    (64, 32, "none", 1), (64, 128, "none", 2), (64, 64, "b", 1), (128, 32, "none", 1), (128, 128, "none", 2),
+    (128, 192, "none", 1), (256, 128, "a", 1), (128, 128, "a", 1)])
+def test_a_dense_gemm_inside_one_tile_loads_only_the_rows_inside_m(m: int, block_m: int, block_n: int,
+                                                                  multicast: str, k_splits: int) -> None:
+    from fp8gemm.codegen import loads_short_a_box, tma_boxes
+    from fp8gemm.config import SHORT_BOX_ROWS_A, SHORT_BOX_ROWS_SA, with_tiles
+
+    base = select_config("dense", 64, 7168, 7168, 1, 132)
+    c = with_tiles(base, block_m, block_n, multicast, k_splits=k_splits)
+    box, whole = tma_boxes(c, m), tma_boxes(c)
+    short = m < block_m and multicast != "a"
+    assert loads_short_a_box(c, m) == short
+    assert box["b"] == whole["b"] and box["d"] == whole["d"]
+    if not short:
+        assert box == whole
+        return
+    # A: M's rows rounded up to a swizzle atom, never more than the tile, never past the next atom
+    assert box["a"].rows % SHORT_BOX_ROWS_A == 0 and m <= box["a"].rows < m + SHORT_BOX_ROWS_A
+    assert box["a"].rows <= block_m and (box["a"].cols, box["a"].swizzle) == (whole["a"].cols, 128)
+    if c.a_scale_chunk == 1:   # per-stage scales: 128-byte lines of rows, at most the tile's
+        assert box["sa"].cols == min(block_m, -(-m // SHORT_BOX_ROWS_SA) * SHORT_BOX_ROWS_SA)
+        assert box["sa"].cols * 4 % 128 == 0 or box["sa"].cols == block_m
+    else:                      # chunked scales are read at the tile's pitch: the whole box
+        assert box["sa"] == whole["sa"]
+
+
+@pytest.mark.parametrize("layout,groups", [("contiguous", 4), ("masked", 4)])
+def test_grouped_layouts_load_whole_a_boxes(layout: str, groups: int) -> None:
+    from fp8gemm.codegen import tma_boxes
+
+    c = select_config(layout, 64, 4096, 7168, groups, 132)
+    assert tma_boxes(c, 1) == tma_boxes(c)
+
+
+def test_the_kernel_source_carries_the_short_box_granules() -> None:
+    from fp8gemm.config import SHORT_BOX_ROWS_A, SHORT_BOX_ROWS_SA
+
+    src = kernel_source(select_config("dense", 7, 4096, 7168, 1, 132))
+    assert f"kShortBoxRowsA = {SHORT_BOX_ROWS_A};" in src and f"kShortBoxRowsSA = {SHORT_BOX_ROWS_SA};" in src
 
 
 def test_with_tiles_derives_what_follows_from_the_tiles() -> None:

@@ -272,6 +272,30 @@ def test_decode_tiles_sharing_b(monkeypatch: pytest.MonkeyPatch, tiles: tuple[in
     _check(_run(x, out), x)
 
 
+# A dense GEMM inside one tile loads only A's rows inside M (codegen.tma_boxes): the stage's rows past
+# them keep what the last kernel on that SM left there. Each case first runs the same kernel on a
+# whole tile of NaN rows, so those stale rows are NaN, then M rows of finite data: no NaN may reach
+# the rows inside M. Chunked A scales (overlapped loops) and per-stage ones (64x160, 128x128 and
+# 128x192), split-K, rows of 1, 9, 33, 63, 65, 100 and 127.
+SHORT_BOXES = [((64, 32, 1), 1), ((64, 160, 1), 9), ((64, 64, 2), 33), ((64, 144, 1), 63), ((128, 32, 1), 65),
+               ((128, 128, 2), 100), ((128, 192, 1), 127), ((128, 96, 1), 9)]
+
+
+@pytest.mark.parametrize(("tiles", "m"), SHORT_BOXES,
+                         ids=[f"{bm}x{bn}x{ks}-m{m}" for (bm, bn, ks), m in SHORT_BOXES])
+def test_short_a_boxes_ignore_stale_shared_memory(monkeypatch: pytest.MonkeyPatch,
+                                                  tiles: tuple[int, int, int], m: int) -> None:
+    block_m, block_n, k_splits = tiles
+    _force_tiles(monkeypatch, block_m, block_n, k_splits=k_splits)
+    n, k = block_n * 132, 2048   # a tile for every SM, in both runs
+    stale = make_dense_inputs(block_m, n, k, seed=m)
+    stale.a.view(torch.uint8).fill_(0x7F)   # e4m3 NaN in every row of every stage
+    gemm.gemm_fp8_fp8_bf16_nt((stale.a, stale.sa_tma), (stale.b, stale.sb),
+                              torch.empty((block_m, n), dtype=torch.bfloat16, device="cuda"))
+    x = make_dense_inputs(m, n, k, seed=m + 1)
+    _check(_run(x, torch.empty((m, n), dtype=torch.bfloat16, device="cuda")), x)
+
+
 def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1,
                  multicast: str = "none") -> None:
     """Make the launcher use these tiles (the heuristics pick them only for some problems)."""

@@ -103,6 +103,11 @@ def forced_tiles() -> float:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "
             worst = max(worst, dense(65, 512, 1168, tag), dense(100, 1008, 1168, tag))
+        # A dense GEMM inside one tile loads only A's rows inside M (codegen.tma_boxes); the other
+        # decode cases above do too, with chunked A scales. Per-stage A-scale boxes of 32 and 96 rows:
+        launch.select_config = forced(128, 192, "none")
+        worst = max(worst, dense(9, 576, 1168, "forced 128x192 mc=none: "),
+                    dense(65, 576, 1168, "forced 128x192 mc=none: "))
         # Split-K in a cluster: rank 0 adds the other slices' sums out of their shared memory. With
         # 8 "SMs" the clusters take several tiles each (the handoff's barriers change phase); odd M,
         # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices.

@@ -43,8 +43,9 @@ MAX_SPLIT_K_ROWS = 128
 RASTER_WIDTH = 16
 
 # NOTES: a dense GEMM whose M fits in one tile (a decode batch) loads only A's rows inside M, rounded
-# up: TMA fills the rows of a box past the tensor's end with zeros, and on the H200 that fill is
-# slow. Same kernel, A's box past M against inside a padded copy (CUPTI, L2 flushed, 2026-11-30):
+# up (where M spans several tiles, the last one starts earlier: fp8_gemm.cuh, tile_first_row).
+# TMA fills the rows of a box past the tensor's end with zeros, and on the H200 that fill is slow.
+# Same kernel, A's box past M against inside a padded copy (CUPTI, L2 flushed, 2026-11-30):
 # 1x4096x7168 at 64x32 16.7 / 10.7 us, 32x4096x7168 14.3 / 10.8, 65x4096x7168 at 128x32 24.0 / 13.0.
 # A's rows round up to a whole 128-byte swizzle atom (8 rows) and, where they come one K block per
 # stage, its scales' rows to a whole 128-byte line (32 rows): a few rows past M cost little (48 rows
@@ -199,10 +200,11 @@ _SHARED_B_64_EFFICIENCY = 0.7
 # with 0.0015 (and _SHARED_B_64_EFFICIENCY 0.7; 0.002 / 0.65 and 0.001 / 0.75 pick the same tiles,
 # every other pair of a grid over 0.0005-0.004 and 0.55-0.8 is no better): 65x4096x7168 25.0
 # -> 17.3 us (128x80 in 2 K slices), 65x2112x7168 16.6 -> 14.3, 100x2112x7168 12.6 -> 11.6 (64x64
-# in 2 slices). Since a tile that holds all of M loads only the rows inside it (SHORT_BOX_ROWS_A),
-# the charge falls on the 64-row pairs' second box (and on the <= 7 rows of a rounded-up box): with
-# it the picks over the sweep of that kernel (M = 1-128, the six N x K of shapes.json, 2026-11-30)
-# are 1.4% slower than each shape's best tile on average, at most 9.4%. The misses are 7168x16384:
+# in 2 slices). Since a tile that holds all of M loads only the rows inside it (SHORT_BOX_ROWS_A)
+# and the last of several blocks starts earlier (fp8_gemm.cuh, tile_first_row), the charge is left
+# with the <= 7 rows of a rounded-up box: the picks over the sweep of that kernel (M = 1-128, the
+# six N x K of shapes.json, 2026-11-30) are 1.6% slower than each shape's best tile on average, at
+# most 9.4% (0.6-0.75 for _SHARED_B_64_EFFICIENCY pick the same). The misses are 7168x16384:
 # at 1-64 rows 64x128 in 2 K slices runs 4-6% behind unsplit 64x64-96 (33.0-34.0 against 31.3-32.7
 # us; a split-K overhead of 2.5-3.5 us picks the same, 4 us and more is worse elsewhere), and at
 # 65-128 rows see _decode_shares_b.
@@ -238,8 +240,8 @@ def _decode_shares_b(layout: str, m: int, block_m: int, block_n: int, k_splits: 
     B was 5-7% slower than unshared on 128x2112x7168 (11.2-11.4 / 10.7 us). With this and
     _OOB_ROW_US, the picks over those 24 shapes and the six at M = 64 are 2.6% slower than each
     shape's best tile on average (7.1% before), at most 13% (61% before), and none is slower than
-    the former pick. Where the model still misses: 7168x16384 at 65-128 rows (64x128 B 34-47 us
-    against the pick's 128x128 in 2 K slices 37-53)."""
+    the former pick. Where the model still misses: 7168x16384 at 65-128 rows (64x128 B 33.9-34.9
+    us against the pick's 128x128 in 2 K slices 36.3-37.0, with the boxes inside M: _OOB_ROW_US)."""
     return (layout == "dense" and 64 < m <= 128 and block_m == 64 and block_n >= 64 and k_splits == 1
             and num_sms % 2 == 0)
 
@@ -379,13 +381,14 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                     continue
                 # Clusters of k_splits CTAs run side by side, num_sms // k_splits at a time.
                 waves = math.ceil(tiles / (num_sms // k_splits))
-                # Decode shapes of 65-128 rows pay for the rows of A's last box past M. A tile that
-                # holds all of M loads only the rows inside it, rounded up (codegen.tma_boxes); a
-                # 64-row pair's second box reaches past M. (Below 65 rows every candidate is one
-                # 64-row block, and the picks there were fitted without it.)
+                # Decode shapes of 65-128 rows pay for the rows of A's last box past M: a tile that
+                # holds all of M loads only the rows inside it, rounded up (codegen.tma_boxes), and
+                # a last block that would reach past M starts earlier (fp8_gemm.cuh,
+                # tile_first_row), so only the rounding is left. (Below 65 rows every candidate is
+                # one 64-row block, and the picks there were fitted without it.)
                 rows_past_m = 0
-                if layout == "dense" and 64 < m <= MAX_SPLIT_K_ROWS:
-                    rows_past_m = -m % (SHORT_BOX_ROWS_A if m < block_m else block_m)
+                if layout == "dense" and 64 < m < block_m:
+                    rows_past_m = -m % SHORT_BOX_ROWS_A
                 k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m)
                 cost = (waves * math.ceil(num_k_blocks / k_splits) * k_block_us
                         + _split_k_overhead_us(k_splits))

@@ -296,6 +296,29 @@ def test_short_a_boxes_ignore_stale_shared_memory(monkeypatch: pytest.MonkeyPatc
     _check(_run(x, torch.empty((m, n), dtype=torch.bfloat16, device="cuda")), x)
 
 
+# The last of several M blocks, where it would reach past M, starts earlier (on the next multiple of
+# 8 rows past M - BLOCK_M; fp8_gemm.cuh, tile_first_row): the rows it shares with the block before
+# are computed and stored by both. Unshared, multicast A and B (the pair's second block shifted, or
+# its first), split-K, M just past a block and 1-7 rows short of a multiple of 8.
+LAST_BLOCKS = [((128, 64, "none", 1), 129), ((256, 128, "a", 1), 300), ((64, 64, "b", 1), 97),
+               ((128, 32, "none", 2), 201), ((256, 128, "b", 1), 6055), ((128, 160, "b", 1), 390),
+               ((128, 192, "b", 1), 390)]   # (the last keeps its box past M: see tile_first_row)
+
+
+@pytest.mark.parametrize(("tiles", "m"), LAST_BLOCKS,
+                         ids=[f"{bm}x{bn}{mc}x{ks}-m{m}" for (bm, bn, mc, ks), m in LAST_BLOCKS])
+def test_last_m_block_starts_inside_m(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, str, int],
+                                      m: int) -> None:
+    block_m, block_n, multicast, k_splits = tiles
+    _force_tiles(monkeypatch, block_m, block_n, k_splits=k_splits, multicast=multicast)
+    n, k = 8 * block_n, 1152
+    x = make_dense_inputs(m, n, k, seed=m)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    first = _run(x, out).clone()
+    _check(first, x)
+    assert _same_bits(_run(x, out), first), "rows stored by two tiles must get the same bits"
+
+
 def _force_tiles(monkeypatch: pytest.MonkeyPatch, block_m: int, block_n: int, k_splits: int = 1,
                  multicast: str = "none") -> None:
     """Make the launcher use these tiles (the heuristics pick them only for some problems)."""

@@ -107,7 +107,10 @@ def forced_tiles() -> float:
         # decode cases above do too, with chunked A scales. Per-stage A-scale boxes of 32 and 96 rows:
         launch.select_config = forced(128, 192, "none")
         worst = max(worst, dense(9, 576, 1168, "forced 128x192 mc=none: "),
-                    dense(65, 576, 1168, "forced 128x192 mc=none: "))
+                    dense(65, 576, 1168, "forced 128x192 mc=none: "),
+                    dense(201, 576, 1168, "forced 128x192 mc=none: "))   # last block starts at 80
+        launch.select_config = forced(256, 128, "a")   # ... and inside a multicast pair (at 48)
+        worst = max(worst, dense(300, 512, 1168, "forced 256x128 mc=a: "))
         # Split-K in a cluster: rank 0 adds the other slices' sums out of their shared memory. With
         # 8 "SMs" the clusters take several tiles each (the handoff's barriers change phase); odd M,
         # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices.

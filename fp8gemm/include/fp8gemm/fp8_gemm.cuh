@@ -292,6 +292,25 @@ FP8GEMM_DEVICE uint32_t stage_tx_bytes(int rows) {
     return L::kStageTxBytes - (BM - a_rows) * kBlockK - (L::kSAChunked ? 0 : (BM - sa_rows) * 4);
 }
 
+// First row that a tile starting at `row` loads and stores. NOTES: a dense GEMM's last M block, where
+// it would reach past M, starts earlier instead, inside the tensor: TMA's zero fill of a box's rows
+// past the tensor's end is slow (codegen.tma_boxes has the measurements). It starts on the next
+// multiple of 8 rows past M - kBlockM (its box then reaches at most 7 rows past M): the row is the
+// A-scale box's innermost coordinate, and TMA faults (illegal instruction, H200) on one whose byte
+// offset is not 16-byte aligned. Earlier blocks start at or before that row and keep theirs. The rows
+// the last block shares with the one before are computed by both tiles from the same data in the
+// same order and stored twice with the same bits. A GEMM inside one block loads a shorter box
+// instead (stage_tx_bytes), and the empty partner block of B multicast (past M) stays where it is.
+// Not for 128x192 tiles with B multicast: ptxas then spills 112 B of the math warps' staging
+// addresses; those tiles run at M >= 512 only (config._multicast), where one partial block is a
+// small share of the work (4000x2112x7168: 97.9 us with its box past M, 99.8 shifted and spilling).
+template <class Cfg>
+FP8GEMM_DEVICE int tile_first_row(int row, int rows) {
+    constexpr bool kShifts = Cfg::kLayout == GemmLayout::kDense && !(Cfg::kMulticastB && Cfg::kBlockN > 160);
+    if (!kShifts) return row;
+    return row < rows ? min_of(row, max_of(rows - Cfg::kBlockM + 7, 0) & ~7) : row;
+}
+
 template <class Cfg>
 FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tmap_b, const TensorMap& tmap_sa,
                                     const TensorMap& tmap_d, const float* sb, const int* grouped, uint16_t* d,
@@ -359,6 +378,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
                 const int sa_col = Cfg::kLayout == GemmLayout::kMasked ? tile.group * T::kNumKBlocks : 0;
+                const int a_row = tile_first_row<Cfg>(tile.row, rows);
+                const int sa_row = tile_first_row<Cfg>(tile.local_row, rows);
                 // `offset`: the K block's position in its tile (or split-K slice). Chunked A scales
                 // come with every Cfg::kSAChunk-th one, for it and the next ones (its full barrier).
                 auto load_k_block = [&](int kb, int offset) {
@@ -366,11 +387,11 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     ptx::mbarrier_wait(empty + 8 * stage, phase ^ 1);
                     if (!L::kSAChunked) {
                         ptx::mbarrier_arrive_expect_tx(full_bar, stage_tx);
-                        ptx::tma_load_2d(a_scales(stage, 0), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
+                        ptx::tma_load_2d(a_scales(stage, 0), &tmap_sa, full_bar, sa_row, sa_col + kb);
                     } else if (offset % Cfg::kSAChunk == 0) {
                         ptx::mbarrier_wait(chunk_free + 8 * chunk, chunk_phase ^ 1);
                         ptx::mbarrier_arrive_expect_tx(full_bar, stage_tx + L::kChunkTxBytes);
-                        ptx::tma_load_2d(a_scales(chunk, 0), &tmap_sa, full_bar, tile.local_row, sa_col + kb);
+                        ptx::tma_load_2d(a_scales(chunk, 0), &tmap_sa, full_bar, sa_row, sa_col + kb);
                         if (++chunk == L::kSABuffers) chunk = 0, chunk_phase ^= 1;
                     } else {
                         ptx::mbarrier_arrive_expect_tx(full_bar, stage_tx);
@@ -382,9 +403,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     if (Cfg::kMulticastA) {
                         const int half = cta_rank * (BM / 2);
                         ptx::tma_load_2d_multicast(a_tile(stage) + half * kBlockK, &tmap_a, full_bar, k,
-                                                   tile.row + half, 0b11);
+                                                   a_row + half, 0b11);
                     } else {
-                        ptx::tma_load_2d(a_tile(stage), &tmap_a, full_bar, k, tile.row);
+                        ptx::tma_load_2d(a_tile(stage), &tmap_a, full_bar, k, a_row);
                     }
                     if (Cfg::kMulticastB && tile.multicast) {
                         const int half = cta_rank * (BN / 2);
@@ -712,8 +733,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
 
 #pragma unroll
             for (int c = 0; c < T::kChains; ++c) {
-                const int local_row = tile.local_row + chain_row<Cfg>(warpgroup, c);
-                const int row = tile.row + chain_row<Cfg>(warpgroup, c);
+                const int local_row = tile_first_row<Cfg>(tile.local_row, rows) + chain_row<Cfg>(warpgroup, c);
+                const int row = tile_first_row<Cfg>(tile.row, rows) + chain_row<Cfg>(warpgroup, c);
                 const int rows_here = tile.row_limit - local_row;
                 if (rows_here <= 0) continue;
                 bool whole = true;  // every row of this chain's 64 may be written

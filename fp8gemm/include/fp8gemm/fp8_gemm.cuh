@@ -826,7 +826,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // branch stays out of the code (it moved ptxas's schedule of the contiguous loop).
             constexpr bool kMayIdle = Cfg::kLayout == GemmLayout::kMasked || Cfg::kMulticastB;
             bool first_staged = false;
-            if (kMayIdle && tile.local_row + chain_row<Cfg>(warpgroup, 0) >= tile.row_limit) {
+            // (From the row the tile really starts at: a dense last block moves up, tile_first_row.)
+            const int first_row = tile_first_row<Cfg>(tile.local_row, rows) + chain_row<Cfg>(warpgroup, 0);
+            if (kMayIdle && first_row >= tile.row_limit) {
                 stage = ptx::warp_uniform(stage);
                 phase = ptx::warp_uniform(phase);
                 const int k_count = T::kSplitK ? tile.num_k_blocks : T::kNumKBlocks;

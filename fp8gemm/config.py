@@ -246,7 +246,7 @@ def _decode_shares_b(layout: str, m: int, block_m: int, block_n: int, k_splits: 
             and num_sms % 2 == 0)
 
 
-def _split_k_overhead_us(k_splits: int) -> float:
+def _split_k_overhead_us(k_splits: int, block_m: int, block_n: int) -> float:
     """What splitting K into a cluster's CTAs costs beyond its K blocks: the other slices' FP32
     sums handed to rank 0 through shared memory (one barrier round trip per tile), and the stages
     that the FP32 staging space takes from the load ring.
@@ -255,8 +255,18 @@ def _split_k_overhead_us(k_splits: int) -> float:
     M = 64 / 128 shapes of shapes.json, CUPTI): with 3 us the model picks each shape's fastest
     candidate or one within 1% of it (2.5 us: 3% off on average, 4 us: 4%). Splitting pays where
     one slice of tiles would re-read A across many narrow N tiles: 64x2112x7168 11.2 -> 8.5 us
-    (64x16 -> 64x32 in 2 slices), 128x7168x16384 52.0 -> 37.5 us (128x128)."""
-    return 3.0 if k_splits > 1 else 0.0
+    (64x16 -> 64x32 in 2 slices), 128x7168x16384 52.0 -> 37.5 us (128x128). Tiles larger than 64x64
+    hand over more sums: 2 us more per 4096 of their outputs past 4096. Fitted on the sweep of
+    2026-11-30 (every candidate at M = 1-128 on the six N x K of shapes.json, with the boxes inside
+    M): it moves 7168x16384 at 65-128 rows off 128x128 in 2 slices onto unsplit 128x64 (65 rows
+    36.3 -> 34.9 us, 100 rows 36.5 -> 36.9, 120 rows 36.5 -> 34.1, 128 rows 37.0 -> 34.3) and no
+    other pick; mean loss
+    against each shape's best 1.6% -> 1.2%, worst 9.4% -> 6.9%. Larger or steeper charges that also
+    moved 7168x16384 at 1-64 rows off 64x128 in 2 slices (4-6% behind unsplit 64x64-96) moved
+    128x2112x7168 off 128x32 in 2 slices (10.4 -> 10.7 us, against the reference's 10.2)."""
+    if k_splits == 1:
+        return 0.0
+    return 3.0 + 2.0 * max(0, block_m * block_n - 4096) / 4096
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
@@ -391,7 +401,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                     rows_past_m = -m % SHORT_BOX_ROWS_A
                 k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m)
                 cost = (waves * math.ceil(num_k_blocks / k_splits) * k_block_us
-                        + _split_k_overhead_us(k_splits))
+                        + _split_k_overhead_us(k_splits, block_m, block_n))
                 key = (cost, k_splits, -block_m, -block_n, shared_b)
                 if best is None or key < best[0]:
                     best = (key, block_m, block_n, tiles, k_splits, shared_b)

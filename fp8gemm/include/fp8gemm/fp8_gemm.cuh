@@ -295,15 +295,16 @@ FP8GEMM_DEVICE uint32_t stage_tx_bytes(int rows) {
 // First row that a tile starting at `row` loads and stores. NOTES: a dense GEMM's last M block, where
 // it would reach past M, starts earlier instead, inside the tensor: TMA's zero fill of a box's rows
 // past the tensor's end is slow (codegen.tma_boxes has the measurements). It starts on the next
-// multiple of 8 rows past M - kBlockM (its box then reaches at most 7 rows past M): the row is the
-// A-scale box's innermost coordinate, and TMA faults (illegal instruction, H200) on one whose byte
-// offset is not 16-byte aligned. Earlier blocks start at or before that row and keep theirs. The rows
-// the last block shares with the one before are computed by both tiles from the same data in the
-// same order and stored twice with the same bits. A GEMM inside one block loads a shorter box
-// instead (stage_tx_bytes), and the empty partner block of B multicast (past M) stays where it is.
-// Not for 128x192 tiles with B multicast: ptxas then spills 112 B of the math warps' staging
-// addresses; those tiles run at M >= 512 only (config._multicast), where one partial block is a
-// small share of the work (4000x2112x7168: 97.9 us with its box past M, 99.8 shifted and spilling).
+// multiple of 8 rows past M - kBlockM, so its box reaches at most 7 rows past M. The row is the
+// A-scale box's innermost coordinate: a start of M - kBlockM itself (6055x7232x1920: 5799 floats,
+// not a 16-byte offset) faulted on the H200 with "illegal instruction". Earlier blocks start at or
+// before that row and keep theirs. The rows the last block shares with the one before are computed
+// by both tiles from the same data in the same order, and stored twice with the same bits. A GEMM
+// inside one block loads a shorter box instead (stage_tx_bytes), and the empty partner block of B
+// multicast (past M) stays where it is. Not for 128x192 tiles with B multicast: ptxas then spills
+// 112 B of the math warps' staging addresses; those tiles run at M >= 512 only (config._multicast),
+// where one partial block is a small share of the work (4000x2112x7168: 97.9 us with its box past
+// M, 99.8 shifted and spilling).
 template <class Cfg>
 FP8GEMM_DEVICE int tile_first_row(int row, int rows) {
     constexpr bool kShifts = Cfg::kLayout == GemmLayout::kDense && !(Cfg::kMulticastB && Cfg::kBlockN > 160);

@@ -256,17 +256,20 @@ def _split_k_overhead_us(k_splits: int, block_m: int, block_n: int) -> float:
     candidate or one within 1% of it (2.5 us: 3% off on average, 4 us: 4%). Splitting pays where
     one slice of tiles would re-read A across many narrow N tiles: 64x2112x7168 11.2 -> 8.5 us
     (64x16 -> 64x32 in 2 slices), 128x7168x16384 52.0 -> 37.5 us (128x128). Tiles larger than 64x64
-    hand over more sums: 2 us more per 4096 of their outputs past 4096. Fitted on the sweep of
+    hand over more sums: 4 us more per 4096 of their outputs past 4096. Fitted on the sweeps of
     2026-11-30 (every candidate at M = 1-128 on the six N x K of shapes.json, with the boxes inside
-    M): it moves 7168x16384 at 65-128 rows off 128x128 in 2 slices onto unsplit 128x64 (65 rows
-    36.3 -> 34.9 us, 100 rows 36.5 -> 36.9, 120 rows 36.5 -> 34.1, 128 rows 37.0 -> 34.3) and no
-    other pick; mean loss
-    against each shape's best 1.6% -> 1.2%, worst 9.4% -> 6.9%. Larger or steeper charges that also
-    moved 7168x16384 at 1-64 rows off 64x128 in 2 slices (4-6% behind unsplit 64x64-96) moved
-    128x2112x7168 off 128x32 in 2 slices (10.4 -> 10.7 us, against the reference's 10.2)."""
+    M), it moves 7168x16384 off its large split tiles and no other swept pick: at 1-64 rows from
+    64x128 in 2 slices to unsplit 64x64 (64 rows 34.0 -> 32.7 us, 1 row 33.0 -> 31.7, 32 rows 33.6
+    -> 31.7), at 65-128 rows from 128x128 in 2 slices to unsplit 128x64 (128 rows 37.0 -> 34.3, 120
+    rows 36.5 -> 34.1, 65 rows 36.3 -> 34.9, 100 rows 36.5 -> 36.9). Mean loss against each shape's
+    best 1.6% -> 0.8%, worst
+    9.4% -> 6.9%. Of 360 decode shapes (M = 1-128, N = 1536-32768, K = 512-16384) two more move, not
+    measured: 100 and 128 x 3072 x 7168, 128x48 in 2 slices -> 64x64 B (the measured best at 100-128
+    x 4096 x 7168). A larger base (3.5 us) moved 128x2112x7168 off 128x32 in 2 slices (10.4 -> 10.7
+    us, against the reference's 10.2)."""
     if k_splits == 1:
         return 0.0
-    return 3.0 + 2.0 * max(0, block_m * block_n - 4096) / 4096
+    return 3.0 + 4.0 * max(0, block_m * block_n - 4096) / 4096
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:

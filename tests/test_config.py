@@ -129,12 +129,15 @@ def test_split_k_charges_the_handoff_of_larger_tiles() -> None:
     assert _split_k_overhead_us(1, 128, 128) == 0.0
     assert _split_k_overhead_us(2, 64, 32) == _split_k_overhead_us(2, 64, 64) == 3.0
     assert _split_k_overhead_us(2, 128, 128) > _split_k_overhead_us(2, 64, 128) > 3.0
-    # H200 sweep, 2026-11-30: 128x7168x16384 at 128x64 unsplit 34.3 us, 128x128 in 2 slices 37.0;
+    # H200 sweeps, 2026-11-30: 128x7168x16384 at 128x64 unsplit 34.3 us, 128x128 in 2 slices 37.0;
     # the small split tiles keep their slices (128x2112x7168: 128x32 in 2, 10.4 us)
     c = select_config("dense", 128, 7168, 16384, 1, 132)
     assert (c.block_m, c.block_n, c.k_splits) == (128, 64, 1)
     c = select_config("dense", 128, 2112, 7168, 1, 132)
     assert (c.block_m, c.block_n, c.k_splits) == (128, 32, 2)
+    # 64x7168x16384: unsplit 64x64 32.7 us, 64x128 in 2 slices 34.0
+    c = select_config("dense", 64, 7168, 16384, 1, 132)
+    assert (c.block_m, c.block_n, c.k_splits) == (64, 64, 1)
 
 
 def test_rows_of_the_a_box_past_m_cost_the_decode_tiles() -> None:

@@ -189,8 +189,6 @@ struct Config {{
     static constexpr int kBoxRowsSA = {boxes["sa"].cols};
     static constexpr int kBoxRowsSB = {boxes["sb"].cols};
     static constexpr int kBoxColsD = {boxes["d"].cols};
-    static constexpr int kShortBoxRowsA = {SHORT_BOX_ROWS_A};    // dense, M inside one tile: tma_boxes
-    static constexpr int kShortBoxRowsSA = {SHORT_BOX_ROWS_SA};
     using Mma = Wgmma_m64n{config.block_n}k32_e4m3;
 }};
 

@@ -202,12 +202,10 @@ _SHARED_B_64_EFFICIENCY = 0.7
 # -> 17.3 us (128x80 in 2 K slices), 65x2112x7168 16.6 -> 14.3, 100x2112x7168 12.6 -> 11.6 (64x64
 # in 2 slices). Since a tile that holds all of M loads only the rows inside it (SHORT_BOX_ROWS_A)
 # and the last of several blocks starts earlier (fp8_gemm.cuh, tile_first_row), the charge is left
-# with the <= 7 rows of a rounded-up box: the picks over the sweep of that kernel (M = 1-128, the
-# six N x K of shapes.json, 2026-11-30) are 1.6% slower than each shape's best tile on average, at
-# most 9.4% (0.6-0.75 for _SHARED_B_64_EFFICIENCY pick the same). The misses are 7168x16384:
-# at 1-64 rows 64x128 in 2 K slices runs 4-6% behind unsplit 64x64-96 (33.0-34.0 against 31.3-32.7
-# us; a split-K overhead of 2.5-3.5 us picks the same, 4 us and more is worse elsewhere), and at
-# 65-128 rows see _decode_shares_b.
+# with the <= 7 rows of a rounded-up box. Over the sweep of that kernel (M = 1-128, the six N x K of
+# shapes.json, 2026-11-30) the picks are 0.8% slower than each shape's best tile on average and 6.9%
+# at worst, with _split_k_overhead_us's charge for large tiles (1.6% and 9.4% without it; 0.6-0.75
+# for _SHARED_B_64_EFFICIENCY pick the same).
 _OOB_ROW_US = 0.0015
 # FP8 dense throughput of one SM that the kernel can sustain (~1.5 PFLOPS over 132 SMs).
 _SM_FLOPS_PER_US = 11.5e6
@@ -240,8 +238,8 @@ def _decode_shares_b(layout: str, m: int, block_m: int, block_n: int, k_splits: 
     B was 5-7% slower than unshared on 128x2112x7168 (11.2-11.4 / 10.7 us). With this and
     _OOB_ROW_US, the picks over those 24 shapes and the six at M = 64 are 2.6% slower than each
     shape's best tile on average (7.1% before), at most 13% (61% before), and none is slower than
-    the former pick. Where the model still misses: 7168x16384 at 65-128 rows (64x128 B 33.9-34.9
-    us against the pick's 128x128 in 2 K slices 36.3-37.0, with the boxes inside M: _OOB_ROW_US)."""
+    the former pick. With the boxes inside M (_OOB_ROW_US), 7168x16384 at 65-128 rows runs 64x128 B
+    in 33.9-34.9 us and its pick (unsplit 128x64, _split_k_overhead_us) in 34.1-36.9."""
     return (layout == "dense" and 64 < m <= 128 and block_m == 64 and block_n >= 64 and k_splits == 1
             and num_sms % 2 == 0)
 
@@ -262,11 +260,10 @@ def _split_k_overhead_us(k_splits: int, block_m: int, block_n: int) -> float:
     64x128 in 2 slices to unsplit 64x64 (64 rows 34.0 -> 32.7 us, 1 row 33.0 -> 31.7, 32 rows 33.6
     -> 31.7), at 65-128 rows from 128x128 in 2 slices to unsplit 128x64 (128 rows 37.0 -> 34.3, 120
     rows 36.5 -> 34.1, 65 rows 36.3 -> 34.9, 100 rows 36.5 -> 36.9). Mean loss against each shape's
-    best 1.6% -> 0.8%, worst
-    9.4% -> 6.9%. Of 360 decode shapes (M = 1-128, N = 1536-32768, K = 512-16384) two more move, not
-    measured: 100 and 128 x 3072 x 7168, 128x48 in 2 slices -> 64x64 B (the measured best at 100-128
-    x 4096 x 7168). A larger base (3.5 us) moved 128x2112x7168 off 128x32 in 2 slices (10.4 -> 10.7
-    us, against the reference's 10.2)."""
+    best 1.6% -> 0.8%, worst 9.4% -> 6.9%. Of 360 decode shapes (M = 1-128, N = 1536-32768, K =
+    512-16384) two more move, not measured: 100 and 128 x 3072 x 7168, 128x48 in 2 slices -> 64x64 B
+    (the measured best at 100-128 x 4096 x 7168). A larger base (3.5 us) moved 128x2112x7168 off
+    128x32 in 2 slices (10.4 -> 10.7 us, against the reference's 10.2)."""
     if k_splits == 1:
         return 0.0
     return 3.0 + 4.0 * max(0, block_m * block_n - 4096) / 4096

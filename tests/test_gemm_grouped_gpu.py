@@ -193,6 +193,17 @@ def test_masked_tiles_over_two_b_scale_blocks(monkeypatch: pytest.MonkeyPatch, b
     _check_masked_out(_run_masked(x, x.masked_m, 512), x, counts)
 
 
+@pytest.mark.parametrize(("block_n", "n"), [(192, 4096), (128, 2048), (192, 2112)])
+def test_masked_b_multicast_odd_block_counts(monkeypatch: pytest.MonkeyPatch, block_n: int, n: int) -> None:
+    # B multicast with groups of 1, 3 and 5 M blocks (and an empty one): with an even N-block count
+    # the odd last block runs unshared, its N blocks in pairs (scheduler kOddRowAlongN); with an odd
+    # one (2112 / 192 = 11) it gets an empty partner.
+    _forced_tiles(monkeypatch, 128, block_n, "b")
+    counts = [300, 0, 100, 600, 257]
+    x = make_masked_inputs(counts, 640, n, 1024, seed=block_n + n)
+    _check_masked_out(_run_masked(x, x.masked_m, 256), x, counts)
+
+
 @pytest.mark.parametrize(("n", "k"), ODD_NK)
 def test_masked_odd_k_and_n(n: int, k: int) -> None:
     assert k % 128 and n % 64

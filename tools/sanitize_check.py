@@ -90,7 +90,9 @@ def forced_tiles() -> float:
             worst = max(worst, contiguous([100, 0, 200, 130, 1], 512, 256, tag),
                         masked([30, 0, 130, 129], 256, 512, 256, 128, tag),
                         contiguous([100, 0, 200, 130, 1], 512, 1408, tag),   # 11 K blocks: rounds
-                        masked([30, 0, 130, 129], 256, 512, 1408, 128, tag))
+                        masked([30, 0, 130, 129], 256, 512, 1408, 128, tag),
+                        # 4 N blocks of 192: B multicast runs odd groups' last blocks in pairs along N
+                        masked([30, 0, 300, 129], 384, 768, 1408, 128, tag))
         # Decode tiles whose K blocks overlap (2-4 wgmma groups in flight), with K block counts that
         # leave a remainder.
         for tiles in [(64, 32, "none"), (64, 128, "a"), (128, 96, "none"), (128, 64, "none")]:

@@ -38,6 +38,12 @@ struct TileScheduler {
     // NOTES: tiles are visited in bands of kRasterWidth blocks along one dimension, so that the
     // ~132 tiles in flight at any moment cover a compact rectangle and share A and B in L2.
     static constexpr bool kFastN = !Cfg::kMulticastB;
+    // NOTES: masked B multicast with an odd M-block count: the last block's tiles go to the pair
+    // side by side along N (each CTA loading its own B, tile.multicast false) rather than paired
+    // with an empty block, which cost a whole tile per pair: masked 4 x ~256 rows N 4096 (3 blocks
+    // per group), 128x192 B 352 tiles for 264. Needs an even N-block count (pairs stay in a group).
+    static constexpr bool kOddRowAlongN = Cfg::kLayout == GemmLayout::kMasked && Cfg::kMulticastB &&
+                                          kNumNBlocks % 2 == 0;
     static constexpr int kNumKBlocks = ceil_div(Cfg::kShapeK, 128);
     // NOTES: split-K (dense decode shapes) cuts K into kKSplits slices, one per CTA of a cluster,
     // so that a few output tiles still spread over every SM.
@@ -91,8 +97,10 @@ struct TileScheduler {
         if (g < Cfg::kNumGroups) {
             group_rows = min_of(max_of(ptx::load_global_nc(grouped + g), 0), rows);
             group_m_blocks = ceil_div(group_rows, Cfg::kBlockM);
-            // Multicast of B pairs M blocks of one group: an odd count gets an empty partner.
-            if (Cfg::kMulticastB) group_m_blocks += group_m_blocks & 1;
+            // Multicast of B pairs M blocks of one group. An odd count's last block runs unshared,
+            // its N blocks in pairs (kOddRowAlongN); with an odd N-block count that would leave a
+            // pair straddling two groups, so the count gets an empty partner instead.
+            if (Cfg::kMulticastB && !kOddRowAlongN) group_m_blocks += group_m_blocks & 1;
         }
     }
 
@@ -133,9 +141,17 @@ struct TileScheduler {
                 while (group < Cfg::kNumGroups && t >= group_first_tile + group_m_blocks * kNumNBlocks)
                     enter_group(group + 1, group_first_tile + group_m_blocks * kNumNBlocks);
                 if (group >= Cfg::kNumGroups) return false;
-                rasterize(t - group_first_tile, group_m_blocks, tile.m_block, tile.n_block);
+                const int local = t - group_first_tile;
+                const int paired_m_blocks = kOddRowAlongN ? group_m_blocks & ~1 : group_m_blocks;
+                if (kOddRowAlongN && local >= paired_m_blocks * kNumNBlocks) {
+                    tile.m_block = paired_m_blocks;   // the odd last block, N blocks in pairs
+                    tile.n_block = local - paired_m_blocks * kNumNBlocks;
+                    tile.multicast = false;
+                } else {
+                    rasterize(local, paired_m_blocks, tile.m_block, tile.n_block);
+                    tile.multicast = true;
+                }
                 tile.group = group;
-                tile.multicast = true;
                 tile.k_split = tile.k_block = 0;
                 tile.num_k_blocks = kNumKBlocks;
                 tile.local_row = tile.m_block * Cfg::kBlockM;

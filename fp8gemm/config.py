@@ -322,6 +322,17 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
         return "b"
     if (block_m >= block_n or layout == "masked") and a_ok:
         return "a"
+    # NOTES: sharing B pairs M blocks: a dense M of an odd block count gets an empty partner block,
+    # a whole row of tiles that the model does not count. Where that row adds a wave, A is shared
+    # instead (128x192 tiles sharing A spill 104 B: nothing). H200, CUPTI, same run, 2026-11-30, the
+    # same tiles with B shared / without: 640x7168x2048 128x144 30.9 -> 22.9 us (A), 640x7168x9216
+    # 108.1 -> 71.0 (A), 3648x2112x7168 256x128 126.0 -> 84.0, 1600x4096x7168 128x144 105.8 -> 86.2,
+    # 1856x8192x8192 128x192 207.3 -> 186.2; 15 shapes 1.00-1.52x, none slower (3648x7168x16384
+    # 661.3 / 662.7).
+    m_blocks = math.ceil(rows / block_m)
+    padding_adds_a_wave = math.ceil((m_blocks + 1) * n_blocks / num_sms) > math.ceil(tiles / num_sms)
+    if layout == "dense" and m_blocks % 2 and padding_adds_a_wave:
+        return "a" if a_ok and block_n <= 160 else "none"
     return "b"
 
 

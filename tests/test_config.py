@@ -167,6 +167,30 @@ def test_masked_tiles_wider_than_128_only_for_groups_of_an_even_block_count() ->
         assert c.block_n <= 128 and c.multicast == "a", (m, n, k, g, str(c))
 
 
+@pytest.mark.parametrize("n,k", [(7168, 2048), (4096, 7168), (2112, 7168), (24576, 1536), (18432, 7168),
+                                 (32768, 512), (8192, 8192)])
+def test_dense_b_multicast_never_pads_an_odd_block_count_into_another_wave(n: int, k: int) -> None:
+    # Sharing B pairs M blocks: an odd count runs an empty partner block (a whole row of tiles).
+    for m in range(512, 8193, 64):
+        c = select_config("dense", m, n, k, 1, 132)
+        if c.multicast != "b":
+            continue
+        m_blocks, n_blocks = math.ceil(m / c.block_m), c.num_n_blocks
+        padded = m_blocks + m_blocks % 2
+        assert math.ceil(padded * n_blocks / 132) == math.ceil(m_blocks * n_blocks / 132), (m, str(c))
+
+
+def test_dense_odd_block_counts_share_a_or_nothing_where_b_would_cost_a_wave() -> None:
+    # H200, 2026-11-30: 640x7168x2048 at 128x144 30.9 us sharing B, 22.9 sharing A; 1600x4096x7168
+    # 105.8 against 86.2 unshared (29 N blocks: A cannot pair them); 128x192 sharing A spills.
+    assert select_config("dense", 640, 7168, 2048, 1, 132).multicast == "a"
+    assert select_config("dense", 1600, 4096, 7168, 1, 132).multicast == "none"
+    wide = select_config("dense", 640, 18432, 7168, 1, 132)
+    assert (wide.block_n, wide.multicast) == (192, "none")
+    # an even block count keeps sharing B (4096 rows: the benchmark shape)
+    assert select_config("dense", 4096, 2112, 7168, 1, 132).multicast == "b"
+
+
 def test_contiguous_tiles_share_b_only_when_long_in_k() -> None:
     from fp8gemm.config import CONTIGUOUS_MULTICAST_K_BLOCKS
 

@@ -302,7 +302,8 @@ def test_short_a_boxes_ignore_stale_shared_memory(monkeypatch: pytest.MonkeyPatc
 # its first), split-K, M just past a block and 1-7 rows short of a multiple of 8.
 LAST_BLOCKS = [((128, 64, "none", 1), 129), ((256, 128, "a", 1), 300), ((64, 64, "b", 1), 97),
                ((128, 32, "none", 2), 201), ((256, 128, "b", 1), 6055), ((128, 160, "b", 1), 390),
-               ((128, 192, "b", 1), 390)]   # (the last keeps its box past M: see tile_first_row)
+               ((128, 192, "b", 1), 390),   # (this one keeps its box past M: see tile_first_row)
+               ((128, 144, "a", 1), 390), ((128, 160, "a", 1), 1097)]   # wide tiles sharing A: odd M blocks
 
 
 @pytest.mark.parametrize(("tiles", "m"), LAST_BLOCKS,

@@ -84,6 +84,10 @@ def forced_tiles() -> float:
                     masked([30, 0, 130, 129], 256, 512, 256, 128, "forced 256x128 mc=a: "))
         launch.select_config = forced(128, 192, "b")
         worst = max(worst, dense(384, 576, 384, "forced 128x192 mc=b: "))
+        # Tiles wider than tall sharing A (dense M of an odd block count, config._multicast): 3 M
+        # blocks, the last of 1 row; 4 N blocks of 160, the last of 32 columns.
+        launch.select_config = forced(128, 160, "a")
+        worst = max(worst, dense(257, 512, 1408, "forced 128x160 mc=a: "))
         for tiles in [(128, 192, "b"), (128, 128, "a")]:
             launch.select_config = forced(*tiles)
             tag = f"forced {tiles[0]}x{tiles[1]} mc={tiles[2]}: "

@@ -31,7 +31,7 @@ MAX_BLOCK_N = {64: 160, 128: 192, 256: 128}
 # output of 128x96) ran far below the model's rating. H200, CUPTI, same run, 2026-11-30, one wave each:
 # 640x2112x7168 256x48 A 26.3 us, 128x96 19.6 (cuBLASLt 24.3); 1000x1536x7168 256x48 24.9, 128x96
 # 19.6 (cuBLASLt 23.7). 256x64 ran where the model puts it (26.4 us on both).
-MIN_BLOCK_N_256 = 64
+MIN_BLOCK_N = {64: 16, 128: 16, 256: 64}
 BLOCK_N_CANDIDATES = tuple(range(16, 193, 16))
 BLOCK_M_CANDIDATES = (64, 128, 256)
 # NOTES: small tiles (decode shapes) are bound by the latency of loads, so they get as many
@@ -372,9 +372,9 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
         if layout != "dense" and block_m > CONTIGUOUS_ALIGNMENT:
             continue
         for block_n in BLOCK_N_CANDIDATES:
-            if block_n > MAX_BLOCK_N[block_m] or not spans_at_most_two_scale_blocks(block_n):
+            if not MIN_BLOCK_N[block_m] <= block_n <= MAX_BLOCK_N[block_m]:
                 continue
-            if block_m == 256 and block_n < MIN_BLOCK_N_256:
+            if not spans_at_most_two_scale_blocks(block_n):
                 continue
             # NOTES: masked tiles wider than 128 share B across a group's M blocks in pairs, so
             # they need groups that fill an even number of blocks. Measured on the H200 (counts

@@ -6,7 +6,7 @@ NaN-poisoned buffer.
     PYTHONPATH=. python tools/cliff_hunt.py [--m 24 640 1600] [--nk 7168x2048 2112x7168] [--out F.json]
 
 The eighteenth session's run (BENCHMARKS.md, eighth session) found 7 of 88 shapes behind cuBLASLt:
-five shared B with an odd M-block count (config._multicast), two ran 256x48 tiles (MIN_BLOCK_N_256).
+five shared B with an odd M-block count (config._multicast), two ran 256x48 tiles (config.MIN_BLOCK_N).
 Prints one line per shape, then the shapes behind cuBLASLt. cuBLASLt refuses some shapes (M = 1):
 those get no ratio.
 """

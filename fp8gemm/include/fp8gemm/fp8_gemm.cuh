@@ -511,9 +511,16 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 float a0, a1, b0, b1;
             };
             Pending pending[kDepth];
-            // Waits for the K block's stage, reads its scales (A's: chunked, at `sa`), issues its
-            // wgmma into `part`.
-            auto issue = [&](float* part, int kb, Pending& p, uint32_t sa) {
+            // A scales of a K block (chunked: at `sa`, else its stage's) into `p`.
+            auto read_a_scales = [&](Pending& p, uint32_t sa) {
+                const uint32_t sa_row =
+                    (L::kSAChunked ? sa : a_scales(stage, 0)) + (chain_row<Cfg>(warpgroup, 0) + row_in_chain) * 4;
+                p.a0 = ptx::load_shared_f32(sa_row);
+                p.a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+            };
+            // Waits for the K block's stage, reads its scales (unless its A scales are in `p` already),
+            // issues its wgmma into `part`.
+            auto issue = [&](float* part, int kb, Pending& p, uint32_t sa, bool a_scales_read) {
                 if constexpr (T::kLaneScales) {
                     p.b0 = ptx::lane_value(lane_b0[0], (kb - k_begin) % 32);
                     p.b1 = !kTwoBlocks ? 0.0f : ptx::lane_value(lane_b1[0], (kb - k_begin) % 32);
@@ -523,10 +530,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     p.b1 = !kTwoBlocks ? 0.0f : first ? first_b1 : ptx::load_global_nc(scales.row1 + kb);
                 }
                 ptx::mbarrier_wait(full + 8 * stage, phase);
-                const uint32_t sa_row =
-                    (L::kSAChunked ? sa : a_scales(stage, 0)) + (chain_row<Cfg>(warpgroup, 0) + row_in_chain) * 4;
-                p.a0 = ptx::load_shared_f32(sa_row);
-                p.a1 = ptx::load_shared_f32(sa_row + 8 * 4);
+                if (!a_scales_read) read_a_scales(p, sa);
                 p.stage = stage;
                 issue_chain<Cfg>(part, desc_a0 + ((stage * L::kABytes) >> 4), desc_b0 + ((stage * L::kBBytes) >> 4));
                 if (++stage == kStages) stage = 0, phase ^= 1;
@@ -550,8 +554,24 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             for (; kb + kDepth <= k_end; kb += kDepth) {
                 next_scale_slot(kb, k_begin);
                 const uint32_t sa = L::kSAChunked ? chunk_scales(kb) : 0;
+                // NOTES: with two math warpgroups, the later K blocks' A scales of a round are read
+                // right after its first K block's wait (the round's chunk landed with an earlier stage
+                // or with that one), so that their scale products wait on no fresh LDS ahead of the
+                // next wgmma issue. H200, tools/ab_kernel.py, same run, medians of 5: 128x7168x2048
+                // (128x64) 7.2 -> 6.8 us, 256x4096x7168 16.8 -> 16.0, 512x2112x7168 17.6 -> 16.6, 100x7168x2048
+                // 7.9 -> 7.7, the rest within 1%. One-warpgroup tiles keep the LDS at each issue (64x64 B
+                // on 128x4096x7168: 12.4 -> 12.6 us with it).
+                constexpr bool kEarlyAScales = T::kNumMathWarpgroups == 2 && L::kSAChunked;
+                if constexpr (kEarlyAScales) {
+                    issue(part[0], kb, pending[0], sa, false);
 #pragma unroll
-                for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i], sa + i * (BM * 4));
+                    for (int i = 1; i < kDepth; ++i) read_a_scales(pending[i], sa + i * (BM * 4));
+#pragma unroll
+                    for (int i = 1; i < kDepth; ++i) issue(part[i], kb + i, pending[i], sa + i * (BM * 4), true);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < kDepth; ++i) issue(part[i], kb + i, pending[i], sa + i * (BM * 4), false);
+                }
 #pragma unroll
                 for (int i = 0; i < kDepth; ++i) {
                     ptx::wgmma_wait_pending(kDepth - 1 - i);
@@ -561,7 +581,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             }
             for (; kb < k_end; ++kb) {
                 next_scale_slot(kb, k_begin);
-                issue(part[0], kb, pending[0], L::kSAChunked ? chunk_scales(kb) : 0);
+                issue(part[0], kb, pending[0], L::kSAChunked ? chunk_scales(kb) : 0, false);
                 ptx::wgmma_wait<0>();
                 finish(part[0], pending[0]);
                 end_of_round(kb + 1);

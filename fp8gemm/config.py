@@ -302,7 +302,7 @@ def k_split_sizes(num_k_blocks: int, k_splits: int) -> list[int]:
 
 
 def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int, tiles: int, k_splits: int,
-               num_k_blocks: int, num_sms: int) -> str:
+               num_k_blocks: int, num_sms: int, expected_m: int = 0) -> str:
     """Which operand a 2-CTA cluster shares through TMA multicast ("a", "b" or "none").
 
     NOTES: it pays when there are enough tiles to keep every SM busy in pairs and the same
@@ -328,6 +328,17 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
         return "b"
     if (block_m >= block_n or layout == "masked") and a_ok:
         return "a"
+    # NOTES: here a masked tile has an odd N-block count, so B multicast cannot run a group's odd
+    # last block in pairs along N (scheduler.cuh, kOddRowAlongN): it pads it with an empty partner
+    # block, a whole row of tiles per odd group that the tile model does not count. 128-row tiles
+    # then share nothing. H200, CUPTI, same run, means over 3 draws of the rows, B shared / none:
+    # 1 x ~512 N 2112 at 128x64 29.2 / 19.8 us, 2 x ~384 N 4096 at 128x96 58.7 / 44.3, 4 x ~512 N
+    # 2112 72.0 / 63.9, 8 x ~256 91.3 / 82.7, 16 x ~256 at 128x128 145.6 / 141.0, 8 x ~1024 208.1 /
+    # 205.4 (worst draw 0.96x). 64-row tiles keep B shared: their shapes are bound by B's bytes,
+    # which the pair halves even beside an empty partner (64 x ~64 N 2112 at 64x128 277.8 / 313.0;
+    # but 32 x ~32, one block per group, 147.1 / 133.1).
+    if layout == "masked" and block_m == 128 and not _even_masked_blocks(expected_m, block_m):
+        return "none"
     # NOTES: sharing B pairs M blocks: a dense M of an odd block count gets an empty partner block,
     # a whole row of tiles that the model does not count. Where that row adds a wave, A is shared
     # instead (128x192 tiles sharing A spill 104 B: nothing). H200, CUPTI, same run, 2026-11-30, the
@@ -429,7 +440,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
 
     rows = m * num_groups if layout == "masked" else m
     multicast = "b" if shared_b else _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles,
-                                                k_splits, num_k_blocks, num_sms)
+                                                k_splits, num_k_blocks, num_sms, expected_m=m)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,

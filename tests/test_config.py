@@ -167,6 +167,24 @@ def test_masked_tiles_wider_than_128_only_for_groups_of_an_even_block_count() ->
         assert c.block_n <= 128 and c.multicast == "a", (m, n, k, g, str(c))
 
 
+def test_masked_128_row_tiles_share_b_only_where_odd_groups_run_in_pairs() -> None:
+    # With an odd N-block count the scheduler pads a group's odd last block with an empty partner
+    # (no pairs along N), so 128-row tiles share nothing there unless every group's count is even.
+    from fp8gemm.config import _even_masked_blocks
+
+    c = select_config("masked", 512, 2112, 7168, 4, 132)
+    assert (c.block_m, c.block_n, c.multicast) == (128, 64, "none")
+    for g in (1, 2, 4, 8, 32, 128):
+        for m in (96, 128, 192, 256, 384, 512, 1024):
+            for n, k in [(2112, 7168), (4096, 7168), (3072, 7168), (7168, 2048)]:
+                c = select_config("masked", m, n, k, g, 132)
+                if c.block_m == 128 and c.multicast == "b":
+                    pairs_along_n = math.ceil(n / c.block_n) % 2 == 0
+                    assert pairs_along_n or _even_masked_blocks(m, 128), (g, m, n, k, str(c))
+    # 64-row tiles keep sharing B (bound by B's bytes, which the pair halves)
+    assert select_config("masked", 64, 2112, 7168, 64, 132).multicast == "b"
+
+
 @pytest.mark.parametrize("n,k", [(7168, 2048), (4096, 7168), (2112, 7168), (24576, 1536), (18432, 7168),
                                  (32768, 512), (8192, 8192)])
 def test_dense_b_multicast_never_pads_an_odd_block_count_into_another_wave(n: int, k: int) -> None:

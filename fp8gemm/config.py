@@ -309,7 +309,8 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     rows/columns are re-read a lot. The larger of the two blocks is the one shared (it saves more
     L2 traffic). Sharing A pairs N blocks (their count must be even); sharing B pairs M blocks (an
     odd dense count gets an empty partner, a masked group's odd last block runs unshared where the
-    N-block count is even; grouped pairs of two experts load B unshared)."""
+    N-block count is even; grouped pairs of two experts load B unshared). `rows`: all rows (masked:
+    the expected rows of every group); `expected_m`: a masked group's expected rows."""
     if k_splits > 1 or rows < 512 or tiles < num_sms or num_sms % 2 != 0:
         return "none"
     # NOTES: contiguous 128x192 tiles share B (pairs of M blocks of one expert) where tiles are

@@ -102,3 +102,14 @@ def test_a_variant_with_a_stage_count_keeps_the_picks_split_k_for_the_picks_tile
     other = launch.select_config("dense", 64, 2112, 7168, 1, 132)
     ab_kernel.restore(original)
     assert (other.block_n, other.k_splits, other.stages) == (64, 1, 5)
+
+
+def test_grouped_specs_take_the_reference_rows_a_seed_or_the_group_count_as_seed() -> None:
+    spread = ab_kernel.spread_sizes
+    assert ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], []) == spread(4, 256, seed=4)
+    assert ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], ["seed=201"]) == spread(4, 256, seed=201)
+    assert ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], ["seed=201"]) != spread(4, 256, seed=4)
+    assert ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], ["ref"]) == \
+        ab_kernel.reference_sizes("masked", 4, 256, 4096, 7168)
+    with pytest.raises(ValueError, match="seed=S"):
+        ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], ["seeds=3"])

@@ -20,7 +20,8 @@ production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS` ti
 kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
 A grouped shape of shapes.json followed by `:ref` (`masked:32x192x6144x7168:ref`) gets the rows
 that tools/perf_check.py times it with (the reference run's); otherwise its groups hold
-m * U(0.7, 1.3) rows.
+m * U(0.7, 1.3) rows, drawn with seed G (the group count) or with the seed given after it
+(`masked:2x512x4096x7168:seed=201`: a masked tile's speed depends on the draw, so compare over several).
 """
 
 from __future__ import annotations
@@ -81,10 +82,21 @@ def make_training_case(layout: str, nums: list[int]):
     return call, check, flops
 
 
+def grouped_sizes(layout: str, nums: list[int], tail: list[str]) -> list[int]:
+    """Rows per group of a grouped spec: `ref` (perf_check's rows), `seed=S`, or seed G by default."""
+    g, mpg, n, k = nums
+    if tail == ["ref"]:
+        return reference_sizes(layout, g, mpg, n, k)
+    if len(tail) == 1 and tail[0].startswith("seed="):
+        return spread_sizes(g, mpg, seed=int(tail[0].removeprefix("seed=")))
+    if tail:
+        raise ValueError(f"after a grouped shape: `ref` or `seed=S`, got {':'.join(tail)!r}")
+    return spread_sizes(g, mpg, seed=g)
+
+
 def make_case(spec: str):
     """(call, check, flops) for one shape spec; check() returns calc_diff against the reference."""
     layout, dims, *tail = spec.split(":")
-    reference_rows = tail == ["ref"]
     nums = [int(v) for v in dims.split("x")]
     if layout in ("fp32", "kgrouped"):
         return make_training_case(layout, nums)
@@ -103,8 +115,7 @@ def make_case(spec: str):
             return calc_diff(out, ref)
         return call, check, 2 * m * n * k
     g, mpg, n, k = nums
-    # `:ref` after a grouped shape: the rows perf_check times it with (the reference run's)
-    sizes = reference_sizes(layout, g, mpg, n, k) if reference_rows else spread_sizes(g, mpg, seed=g)
+    sizes = grouped_sizes(layout, nums, tail)
     if layout == "contiguous":
         x = make_contiguous_inputs(sizes, n, k)
         out = torch.empty((x.a.shape[0], n), dtype=torch.bfloat16, device="cuda")

@@ -302,7 +302,7 @@ def k_split_sizes(num_k_blocks: int, k_splits: int) -> list[int]:
 
 
 def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int, tiles: int, k_splits: int,
-               num_k_blocks: int, num_sms: int, expected_m: int = 0) -> str:
+               num_k_blocks: int, num_sms: int, *, expected_m: int) -> str:
     """Which operand a 2-CTA cluster shares through TMA multicast ("a", "b" or "none").
 
     NOTES: it pays when there are enough tiles to keep every SM busy in pairs and the same

@@ -281,7 +281,7 @@ def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int
 
 
 # Contiguous tiles at least this many K blocks long share B across a pair of M blocks (_multicast).
-CONTIGUOUS_MULTICAST_K_BLOCKS = 32
+CONTIGUOUS_MULTICAST_K_BLOCKS = 16
 
 # NOTES: routing spreads a masked group's rows around expected_m; the benchmarks (and the reference
 # run) draw expected_m * U(0.7, 1.3).
@@ -316,7 +316,10 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     # NOTES: contiguous 128x192 tiles share B (pairs of M blocks of one expert) where tiles are
     # long in K. H200, CUPTI, same run, two runs (2026-11-29, at 5a7583c): N 4096 K 7168, 4 x ~8192
     # rows unicast 1224 / 1196 us, B multicast 1198 / 1170; 8 x ~4096 1455 / 1410, B 1408 / 1374.
-    # N 7168 K 2048: 4 x ~8192 624 / 607, B 631 / 621; 8 x ~4096 732 / 725, B 740 / 726.
+    # N 7168 K 2048: 4 x ~8192 624 / 607, B 631 / 621; 8 x ~4096 732 / 725, B 740 / 726. The
+    # kernel has changed since: at d68a993 (same run, medians of 5, the reference run's rows) N 7168
+    # K 2048 ran unicast / B 728.7 / 724.0 us (4 x ~8192) and 702.4 / 698.5 (8 x ~4096), B faster
+    # in every round, so tiles of 16 K blocks and more share B. Shorter ones are not measured.
     if layout == "contiguous":
         return "b" if num_k_blocks >= CONTIGUOUS_MULTICAST_K_BLOCKS else "none"
     a_ok = n_blocks % 2 == 0

@@ -228,6 +228,8 @@ def test_contiguous_tiles_share_b_only_when_long_in_k() -> None:
         long_k = math.ceil(k / BLOCK_K) >= CONTIGUOUS_MULTICAST_K_BLOCKS
         assert (c.block_m, c.block_n) == (128, 192) and c.multicast == ("b" if long_k else "none"), str(c)
     assert select_config("contiguous", 32768, 4096, 7168, 4, 132).multicast == "b"
+    assert select_config("contiguous", 32768, 7168, 2048, 4, 132).multicast == "b"   # 16 K blocks
+    assert select_config("contiguous", 32768, 7168, 1536, 4, 132).multicast == "none"   # 12: not measured
 
 
 def test_config_rejects_unknown_layout() -> None:

@@ -104,6 +104,17 @@ struct GemmTraits {
     static constexpr bool kRingRounds = kOverlapDepth == 1 && !kSplitK && kTileKBlocks >= 2 * Cfg::kStages &&
                                         (kChains == 1 || kTileKBlocks >= 32);
     static constexpr int kLaneScaleSlots = ceil_div(kTileKBlocks, 32);
+    // NOTES: where the ring holds a whole tile, the producer prefetches each later tile's B scales
+    // into L2 as it starts loading it (fp8_gemm_kernel, prefetch_b_scales). There the next tile's
+    // data has landed by the time the math reaches it, and its scales, loaded when it is fetched
+    // (before the epilogue), came from HBM after the L2 flush: ncu showed the first K block's
+    // shuffle waiting on that load. H200, tools/ab_kernel.py, same run, medians of 7, against no
+    // prefetch: 128x32768x512 9.0 -> 8.5 us, 64x32768x512 8.0 -> 7.7 (two runs: 9.1 -> 8.6, 7.8 ->
+    // 7.7). Longer tiles gain nothing measurable (the fetch before the epilogue hides the load:
+    // 128x24576x1536 +4% in one run, -1% in the next), and the code alone moved the one-tile decode
+    // shapes by up to 1% either way, so they keep the loop without it. Prefetching a CTA's first
+    // tile too was 1% slower.
+    static constexpr bool kPrefetchBScales = kTileKBlocks <= Cfg::kStages;
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
     // inside a 128-column scale block of B. The column where a tile's second B scale block starts
@@ -376,11 +387,31 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             uint32_t phase = 0;
             uint32_t chunk = 0, chunk_phase = 0;   // chunked A scales: the ring position
             const uint32_t stage_tx = stage_tx_bytes<Cfg>(rows);
+            // The B scales of a tile whose loads begin now, into L2, for the math warps' reads at its
+            // start (fetch_tile). NOTES: the producer reaches a tile kStages K blocks before the math
+            // does; after the L2 flush the scales would otherwise come from HBM on the tile's
+            // critical path (ncu: the first shuffle of a lane-held scale waited on its global load).
+            auto prefetch_b_scales = [&](const Tile& t) {
+                // The tile's (one or two) scale rows lie side by side in sb: whole rows, 32 floats
+                // (a 128-byte line) at a time.
+                const int scale_row = t.n_block * BN / kBlockK;
+                const int num_rows = T::kOneScaleBlock || scale_row + 1 >= T::kNumScaleRowsB ? 1 : 2;
+                const int begin = (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
+#pragma unroll 1
+                for (int i = begin & ~31; i < begin + num_rows * T::kNumKBlocks; i += 32)
+                    ptx::prefetch_global_l2(sb + i);
+            };
+            bool first_tile = true;
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
                 const int sa_col = Cfg::kLayout == GemmLayout::kMasked ? tile.group * T::kNumKBlocks : 0;
                 const int a_row = tile_first_row<Cfg>(tile.row, rows);
                 const int sa_row = tile_first_row<Cfg>(tile.local_row, rows);
+                // (A CTA's first tile: the math warps' own loads start as early.)
+                if constexpr (T::kPrefetchBScales) {
+                    if (!first_tile) prefetch_b_scales(tile);
+                    first_tile = false;
+                }
                 // `offset`: the K block's position in its tile (or split-K slice). Chunked A scales
                 // come with every Cfg::kSAChunk-th one, for it and the next ones (its full barrier).
                 auto load_k_block = [&](int kb, int offset) {

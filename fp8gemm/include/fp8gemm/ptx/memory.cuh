@@ -4,6 +4,12 @@
 
 namespace fp8gemm::ptx {
 
+// Start fetching the 128-byte line that holds `ptr` into L2 (PTX ISA "prefetch"); nothing waits
+// for it and no register is written.
+FP8GEMM_DEVICE void prefetch_global_l2(const void* ptr) {
+    asm volatile("prefetch.global.L2 [%0];" :: "l"(reinterpret_cast<uint64_t>(ptr)));
+}
+
 // Read-only global load that stays in L1/L2 (used for the per-block B scales).
 FP8GEMM_DEVICE float load_global_nc(const float* ptr) {
     float v;

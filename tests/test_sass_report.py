@@ -97,3 +97,23 @@ def _sass_of(config) -> str:
     from fp8gemm.jit.compiler import compile_cuda
 
     return tools.sass(compile_cuda(kernel_source(config), kernel_name(config)).cubin)
+
+
+@pytest.mark.parametrize("layout,m,n,k,groups,prefetches", [
+    ("dense", 64, 32768, 512, 1, True),      # 4 K blocks, 8 stages
+    ("dense", 128, 32768, 512, 1, True),     # 4 K blocks, 5 stages
+    ("masked", 64, 7168, 512, 16, True),
+    ("dense", 64, 4096, 7168, 1, False),     # 56 K blocks, 17 stages
+    ("dense", 4096, 32768, 512, 1, False),   # 256x128: 4 K blocks, 3 stages
+    ("contiguous", 32768, 7168, 2048, 4, False),
+])
+def test_b_scales_prefetched_only_where_the_ring_holds_a_tile(layout, m, n, k, groups, prefetches) -> None:
+    """The producer's bulk L2 prefetch of the next tiles' B scales (UBLKPF) is compiled in exactly
+    where a tile's K blocks fit in the ring (GemmTraits::kPrefetchBScales)."""
+    import math
+
+    from fp8gemm.config import select_config
+
+    config = select_config(layout, m, n, k, groups)
+    assert (math.ceil(k / 128) / config.k_splits <= config.stages) == prefetches, str(config)
+    assert ("UBLKPF.L2" in _sass_of(config)) == prefetches, str(config)

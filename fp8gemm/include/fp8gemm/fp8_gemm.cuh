@@ -109,11 +109,12 @@ struct GemmTraits {
     // data has landed by the time the math reaches it, and its scales, loaded when it is fetched
     // (before the epilogue), came from HBM after the L2 flush: ncu showed the first K block's
     // shuffle waiting on that load. H200, tools/ab_kernel.py, same run, medians of 7, against no
-    // prefetch: 128x32768x512 9.0 -> 8.5 us, 64x32768x512 8.0 -> 7.7 (two runs: 9.1 -> 8.6, 7.8 ->
-    // 7.7). Longer tiles gain nothing measurable (the fetch before the epilogue hides the load:
-    // 128x24576x1536 +4% in one run, -1% in the next), and the code alone moved the one-tile decode
-    // shapes by up to 1% either way, so they keep the loop without it. Prefetching a CTA's first
-    // tile too was 1% slower.
+    // prefetch (one prefetch per 128-byte line then; bulk now, see prefetch_b_scales): 128x32768x512
+    // 9.0 -> 8.5 us, 64x32768x512 8.0 -> 7.7 (another run: 9.1 -> 8.6, 7.8 -> 7.7; bulk: 9.0 -> 8.6,
+    // 7.8 -> 7.6). Longer tiles gain nothing measurable (the fetch before the epilogue hides the
+    // load: 128x24576x1536 +4% in one run, -1% in the next), and the code alone moved the one-tile
+    // decode shapes by up to 1% either way, so they keep the loop without it. Prefetching a CTA's
+    // first tile too was 1% slower. Masked K = 512 (several tiles per CTA) is within +-1.6%.
     static constexpr bool kPrefetchBScales = kTileKBlocks <= Cfg::kStages;
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
@@ -392,14 +393,17 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // does; after the L2 flush the scales would otherwise come from HBM on the tile's
             // critical path (ncu: the first shuffle of a lane-held scale waited on its global load).
             auto prefetch_b_scales = [&](const Tile& t) {
-                // The tile's (one or two) scale rows lie side by side in sb: whole rows, 32 floats
-                // (a 128-byte line) at a time.
+                // The tile's (one or two) scale rows lie side by side in sb: one bulk prefetch of whole
+                // rows, cut to 16-byte units (its alignment rule) that stay inside them.
+                // NOTES: through the TMA unit rather than a prefetch instruction per 128-byte line
+                // (CCTL): same run, medians of 7, bulk / per line / none: 128x32768x512 8.6 / 8.7 /
+                // 9.0 us, masked 16 x ~64 N 7168 K 512 24.2 / 24.6 / 24.5 (another draw 23.4 / 24.0 /
+                // 23.1), 32 x ~32 N 4096 K 512 23.9 / 24.1 / 23.8.
                 const int scale_row = t.n_block * BN / kBlockK;
                 const int num_rows = T::kOneScaleBlock || scale_row + 1 >= T::kNumScaleRowsB ? 1 : 2;
                 const int begin = (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
-#pragma unroll 1
-                for (int i = begin & ~31; i < begin + num_rows * T::kNumKBlocks; i += 32)
-                    ptx::prefetch_global_l2(sb + i);
+                const int first = begin & ~3, count = (begin + num_rows * T::kNumKBlocks - first) & ~3;
+                if (count > 0) ptx::bulk_prefetch_global_l2(sb + first, count * 4);
             };
             bool first_tile = true;
             while (scheduler.next(tile)) {

@@ -4,10 +4,11 @@
 
 namespace fp8gemm::ptx {
 
-// Start fetching the 128-byte line that holds `ptr` into L2 (PTX ISA "prefetch"); nothing waits
-// for it and no register is written.
-FP8GEMM_DEVICE void prefetch_global_l2(const void* ptr) {
-    asm volatile("prefetch.global.L2 [%0];" :: "l"(reinterpret_cast<uint64_t>(ptr)));
+// Start fetching [ptr, ptr + bytes) into L2 through the TMA unit (PTX ISA "cp.async.bulk.prefetch"):
+// `ptr` 16-byte aligned, `bytes` a multiple of 16; nothing waits for it.
+FP8GEMM_DEVICE void bulk_prefetch_global_l2(const void* ptr, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" :: "l"(reinterpret_cast<uint64_t>(ptr)), "r"(bytes)
+                 : "memory");
 }
 
 // Read-only global load that stays in L1/L2 (used for the per-block B scales).

@@ -85,6 +85,24 @@ def test_row_major_scales_give_the_same_result() -> None:
     assert _same_bits(fast, slow)
 
 
+@pytest.mark.parametrize(("m", "n", "k"), [(128, 32768, 512), (64, 32768, 640), (200, 24576, 384)])
+def test_b_scales_at_any_address(m: int, n: int, k: int) -> None:
+    """sb need only be contiguous: a view 4 bytes into a larger buffer gives the same bits as an
+    aligned copy. These tiles fit their load ring, where the producer prefetches later tiles' B
+    scales with a bulk prefetch that needs 16-byte aligned addresses (fp8_gemm.cuh, sb_aligned)."""
+    x = make_dense_inputs(m, n, k, seed=5)
+    aligned = _run(x, torch.empty((m, n), dtype=torch.bfloat16, device="cuda")).clone()
+    _check(aligned, x)
+    buffer = torch.empty(x.sb.numel() + 1, device="cuda")
+    sb = buffer[1:].view_as(x.sb)
+    sb.copy_(x.sb)
+    assert sb.is_contiguous() and sb.data_ptr() % 16 == 4
+    shifted = torch.full_like(aligned, float("nan"))
+    gemm.gemm_fp8_fp8_bf16_nt((x.a, x.sa_tma), (x.b, sb), shifted)
+    torch.cuda.synchronize()
+    assert _same_bits(shifted, aligned)
+
+
 @pytest.mark.parametrize(
     ("m", "n", "k"), [(1, 2112, 7168), (128, 7168, 2048), (4096, 4096, 7168), (777, 576, 1536)]
 )

@@ -405,6 +405,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 const int first = begin & ~3, count = (begin + num_rows * T::kNumKBlocks - first) & ~3;
                 if (count > 0) ptx::bulk_prefetch_global_l2(sb + first, count * 4);
             };
+            // sb must only be contiguous, and the bulk prefetch needs 16-byte aligned addresses: a
+            // view that starts elsewhere (a slice of a larger scale buffer) goes without it.
+            const bool sb_aligned = reinterpret_cast<uint64_t>(sb) % 16 == 0;
             bool first_tile = true;
             while (scheduler.next(tile)) {
                 const int b_row = tile.group * Cfg::kShapeN + tile.n_block * BN;
@@ -413,7 +416,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 const int sa_row = tile_first_row<Cfg>(tile.local_row, rows);
                 // (A CTA's first tile: the math warps' own loads start as early.)
                 if constexpr (T::kPrefetchBScales) {
-                    if (!first_tile) prefetch_b_scales(tile);
+                    if (!first_tile && sb_aligned) prefetch_b_scales(tile);
                     first_tile = false;
                 }
                 // `offset`: the K block's position in its tile (or split-K slice). Chunked A scales

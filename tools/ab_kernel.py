@@ -14,10 +14,13 @@ other tiles where the variant ends in `@BMxBN` plus a letter and optionally `/ST
   the registers, e.g. `none@128x128t` or `FP8GEMM_EXP_X@128x160r/4`.
 Stages left out: as many as fit. Variants are timed round-robin,
 `--rounds` times, and the median per variant is printed with its correctness (calc_diff against the
-reference, outputs NaN-poisoned before the checked call). For experiments on a local copy of the
-kernel (an `#ifdef` that skips a part, or a second version of a file selected by a macro); the
-production kernel has no such knobs. `fp32:MxNxK` and `kgrouped:GxMxNxTOKENS` time the training
-kernel (FP32 output, accumulated into D: `d is c`), as tools/training_check.py does.
+reference, outputs NaN-poisoned before the checked call). `--redraw` gives every round new inputs
+(placed elsewhere in memory: the same kernel on the same inputs has differed by up to 4% between two
+processes, docs/KERNEL.md, twentieth session); each variant is checked on the first round's.
+For experiments on a local copy of the kernel (an `#ifdef` that skips a part, or a second version
+of a file selected by a macro); the production kernel has no such knobs. `fp32:MxNxK` and
+`kgrouped:GxMxNxTOKENS` time the training kernel (FP32 output, accumulated into D: `d is c`), as
+tools/training_check.py does.
 A grouped shape of shapes.json followed by `:ref` (`masked:32x192x6144x7168:ref`) gets the rows
 that tools/perf_check.py times it with (the reference run's); otherwise its groups hold
 m * U(0.7, 1.3) rows, drawn with seed G (the group count) or with the seed given after it
@@ -213,13 +216,20 @@ def main() -> int:
     p.add_argument("--shapes", nargs="+", default=DEFAULT_SHAPES)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=15)
+    p.add_argument("--redraw", action="store_true",
+                   help="new inputs every round (the earlier ones kept alive, so that they land elsewhere in "
+                        "memory); all variants of a round share them")
     args = p.parse_args()
     lines = []
     for spec in args.shapes:
         call, check, flops = make_case(spec)
         times: dict[str, list[float]] = {v: [] for v in args.variants}
         diffs: dict[str, float] = {}
-        for _ in range(args.rounds):
+        kept = []
+        for round_index in range(args.rounds):
+            if args.redraw and round_index > 0:
+                kept.append(call)
+                call, check, flops = make_case(spec)
             for v in args.variants:
                 original = with_flags(*parse_variant(v))
                 try:

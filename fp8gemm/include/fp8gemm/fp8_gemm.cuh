@@ -304,6 +304,21 @@ FP8GEMM_DEVICE uint32_t stage_tx_bytes(int rows) {
     return L::kStageTxBytes - (BM - a_rows) * kBlockK - (L::kSAChunked ? 0 : (BM - sa_rows) * 4);
 }
 
+// A tile's B scales: the rows of sb of its (at most two) 128-column scale blocks, from its first
+// K block on (the second row clamped at the last one: a tile that ends inside N never uses it past N).
+// The rows lie side by side: row1 is row0 + kNumKBlocks unless clamped.
+struct BScales {
+    const float* row0;
+    const float* row1;
+};
+template <class Cfg>
+FP8GEMM_DEVICE BScales b_scale_rows(const float* sb, const Tile& t) {
+    using T = GemmTraits<Cfg>;
+    const int scale_row = t.n_block * Cfg::kBlockN / kBlockK;
+    const float* row0 = sb + (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
+    return BScales{row0, row0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0)};
+}
+
 // First row that a tile starting at `row` loads and stores. NOTES: a dense GEMM's last M block, where
 // it would reach past M, starts earlier instead, inside the tensor: TMA's zero fill of a box's rows
 // past the tensor's end is slow (codegen.tma_boxes has the measurements). It starts on the next
@@ -393,16 +408,17 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // does; after the L2 flush the scales would otherwise come from HBM on the tile's
             // critical path (ncu: the first shuffle of a lane-held scale waited on its global load).
             auto prefetch_b_scales = [&](const Tile& t) {
-                // The tile's (one or two) scale rows lie side by side in sb: one bulk prefetch of whole
-                // rows, cut to 16-byte units (its alignment rule) that stay inside them.
+                // The tile's (one or two) scale rows (b_scale_rows): one bulk prefetch of whole rows,
+                // cut to 16-byte units (its alignment rule) that stay inside them.
                 // NOTES: through the TMA unit rather than a prefetch instruction per 128-byte line
                 // (CCTL): same run, medians of 7, bulk / per line / none: 128x32768x512 8.6 / 8.7 /
                 // 9.0 us, masked 16 x ~64 N 7168 K 512 24.2 / 24.6 / 24.5 (another draw 23.4 / 24.0 /
                 // 23.1), 32 x ~32 N 4096 K 512 23.9 / 24.1 / 23.8.
-                const int scale_row = t.n_block * BN / kBlockK;
-                const int num_rows = T::kOneScaleBlock || scale_row + 1 >= T::kNumScaleRowsB ? 1 : 2;
-                const int begin = (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
-                const int first = begin & ~3, count = (begin + num_rows * T::kNumKBlocks - first) & ~3;
+                const BScales scales = b_scale_rows<Cfg>(sb, t);
+                const float* last_row = T::kOneScaleBlock ? scales.row0 : scales.row1;
+                const int begin = static_cast<int>(scales.row0 - sb);
+                const int end = static_cast<int>(last_row - sb) + T::kNumKBlocks;
+                const int first = begin & ~3, count = (end - first) & ~3;
                 if (count > 0) ptx::bulk_prefetch_global_l2(sb + first, count * 4);
             };
             // sb must only be contiguous, and the bulk prefetch needs 16-byte aligned addresses: a
@@ -502,19 +518,6 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto free_chunk = [&]() {
             if (lane == 0) ptx::mbarrier_arrive(chunk_free + 8 * chunk);
             if (++chunk == L::kSABuffers) chunk = 0;
-        };
-
-        // A tile's B scales: the rows of its (at most two) 128-column scale blocks, from its first
-        // K block on (the second row clamped at the last one: a tile that ends inside N never uses
-        // it past N).
-        struct BScales {
-            const float* row0;
-            const float* row1;
-        };
-        auto b_scales_of = [&](const Tile& t) {
-            const int scale_row = t.n_block * BN / kBlockK;
-            const float* row0 = sb + (t.group * T::kNumScaleRowsB + scale_row) * T::kNumKBlocks;
-            return BScales{row0, row0 + (scale_row + 1 < T::kNumScaleRowsB ? T::kNumKBlocks : 0)};
         };
 
         // Every 32 K blocks the next slot of lane-held B scales moves into slot 0 (an overlapped
@@ -645,7 +648,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                                 auto&& at_last_issue) {
             constexpr int kBoundary = decltype(boundary)::value;
             constexpr bool kTwoBlocks = kBoundary < BN;
-            const BScales scales = b_scales_of(tile);
+            const BScales scales = b_scale_rows<Cfg>(sb, tile);
             const int k_begin = T::kSplitK ? tile.k_block : 0;
             const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
             // The ring position is the same in every thread (see ptx::warp_uniform).
@@ -843,7 +846,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto fetch_tile = [&](Tile& t) {
             if (!ptx::warp_uniform(scheduler.next(t))) return false;
             make_warp_uniform(t);
-            const BScales scales = b_scales_of(t);
+            const BScales scales = b_scale_rows<Cfg>(sb, t);
             const int k_begin = T::kSplitK ? t.k_block : 0;
             if constexpr (T::kLaneScales) {
                 const int k_end = T::kSplitK ? t.k_block + t.num_k_blocks : T::kNumKBlocks;

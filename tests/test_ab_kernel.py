@@ -56,6 +56,8 @@ def test_switching_variants_forgets_every_prepared_launch(recorded, monkeypatch)
     ("none@128x192b", (), (128, 192, "b")),
     ("FP8GEMM_EXP_X@64x64n", ("-DFP8GEMM_EXP_X",), (64, 64, "none")),
     ("none@64x32n/12", (), (64, 32, "none", 12)),
+    ("none@64x64n,ks2", (), (64, 64, "none", None, 2)),
+    ("none@64x64n/8,ks2", (), (64, 64, "none", 8, 2)),
     ("none@128x128t", (), (128, 128, "tma")),
     ("FP8GEMM_EXP_X@128x160r/4", ("-DFP8GEMM_EXP_X",), (128, 160, "registers", 4)),
 ])
@@ -113,3 +115,11 @@ def test_grouped_specs_take_the_reference_rows_a_seed_or_the_group_count_as_seed
         ab_kernel.reference_sizes("masked", 4, 256, 4096, 7168)
     with pytest.raises(ValueError, match="seed=S"):
         ab_kernel.grouped_sizes("masked", [4, 256, 4096, 7168], ["seeds=3"])
+
+
+def test_a_variant_with_split_k_forces_the_slices(recorded) -> None:
+    original = ab_kernel.with_flags((), (64, 64, "none", None, 2))
+    cfg = launch.select_config("dense", 128, 2112, 7168, 1, 132)
+    ab_kernel.restore(original)
+    assert (cfg.block_m, cfg.block_n, cfg.k_splits) == (64, 64, 2)
+    assert cfg.stages == max_stages(64, 64, k_splits=2)

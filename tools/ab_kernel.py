@@ -9,7 +9,7 @@ through the launch path with the variant's flags swapped in, with the heuristics
 other tiles where the variant ends in `@BMxBN` plus a letter and optionally `/STAGES`:
 - the forward kernel: the multicast, `a`, `b` or `n` for none, e.g. `none@128x192b`,
   `FP8GEMM_EXP_X@64x64n` or `none@64x32n/12` (the pick's split-K is kept when the tiles are the
-  pick's);
+  pick's; `,ksN` forces N split-K slices: `none@64x64n,ks2`);
 - the training kernel (`fp32:` and `kgrouped:` shapes): the epilogue, `t` through TMA or `r` from
   the registers, e.g. `none@128x128t` or `FP8GEMM_EXP_X@128x160r/4`.
 Stages left out: as many as fit. Variants are timed round-robin,
@@ -161,11 +161,14 @@ def parse_variant(variant: str) -> tuple[tuple[str, ...], tuple | None]:
     flags = () if macros == "none" else tuple(f"-D{f}" for f in macros.split("+"))
     if not tiles:
         return flags, None
+    tiles, _, splits = tiles.partition(",ks")
     tiles, _, stages = tiles.partition("/")
     if tiles[-1:] not in _TILE_LETTERS:
         raise ValueError(f"variant {variant!r}: tiles end in one of {'/'.join(_TILE_LETTERS)}")
     bm, bn = tiles[:-1].split("x")
     forced = (int(bm), int(bn), _TILE_LETTERS[tiles[-1]])
+    if splits:
+        return flags, forced + (int(stages) if stages else None, int(splits))
     return flags, forced + ((int(stages),) if stages else ())
 
 
@@ -179,12 +182,17 @@ def with_flags(flags: tuple[str, ...], tiles: tuple | None = None):
         launch.select_fp32_config = forced_fp32_selector(bm, bn, epilogue == "registers",
                                                          stages[0] if stages else None)
     elif tiles is not None:
-        bm, bn, multicast, *stages = tiles
+        bm, bn, multicast, *rest = tiles
+        stages = rest[0] if rest else None
+        splits = rest[1] if len(rest) > 1 else None
 
         def select(layout, m, n, k, groups=1, num_sms=132):
             picked = original[2](layout, m, n, k, groups, num_sms)
-            return with_tiles(picked, bm, bn, multicast, stages=stages[0] if stages else None,
-                              k_splits=picked.k_splits if (bm, bn) == (picked.block_m, picked.block_n) else 1)
+            if splits is None:
+                splits_here = picked.k_splits if (bm, bn) == (picked.block_m, picked.block_n) else 1
+            else:
+                splits_here = splits
+            return with_tiles(picked, bm, bn, multicast, stages=stages, k_splits=splits_here)
         launch.select_config = select
 
     def flagged(fn):

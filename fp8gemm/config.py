@@ -274,6 +274,53 @@ def _split_k_overhead_us(k_splits: int, block_m: int, block_n: int) -> float:
     return 3.0 + 4.0 * max(0, block_m * block_n - 4096) / 4096
 
 
+@dataclass(frozen=True)
+class MeasuredDecodeTile:
+    """A dense decode tile measured faster than the model's pick, for one N x K over a range of M."""
+
+    n: int
+    k: int
+    min_m: int
+    max_m: int
+    block_m: int
+    block_n: int
+    multicast: str
+    k_splits: int
+    num_sms: int = 132   # the GPU it was measured on (H200); other SM counts keep the model's pick
+
+
+# NOTES: where the model ranks tiles that are within a few percent of each other wrongly and no
+# setting of its constants fixes it without losing elsewhere (a grid over the 64-row efficiencies,
+# the rows-past-M charge and the split-K overhead, scored on the nineteenth session's sweep: mean
+# loss 1.1-1.2%, worst 6.5% in every setting), the picks for DeepSeek-V3's decode shapes come from
+# measurements. H200, CUPTI, L2 flushed: tools/ab_kernel.py with the inputs redrawn every round
+# (medians of 5, twenty-first session), and tools/decode_sweep.py at M = 65, 100, 120, 128
+# (nineteenth session) and 72, 96, 112 (twenty-first, another host):
+# - 2112 x 7168, 65-128 rows: 64x64 in 2 K slices, the fastest tile at every M swept (0.7-6.5%
+#   ahead of the model's pick), against the model's 64x32 / 128x32 in 2 slices in the A/B: 65 rows
+#   11.1 -> 10.4 us, 80 10.2 -> 10.0, 96 10.0 -> 10.0, 112 10.3 -> 10.1, 128 10.2 -> 10.1.
+# - 24576 x 1536, 72-128 rows: 128x96 (256 tiles: every SM busy) against the model's 128x192 (128
+#   tiles, one wave, 4 SMs idle): 80 rows 13.6 -> 13.2 us, 96 13.8 -> 13.2, 104 14.1 -> 13.5, 112
+#   13.9 -> 13.4, 120 14.1 -> 13.6, 128 14.1 -> 13.4; the sweeps 1.6-4.1% at 72, 96, 112, 120, 128.
+#   Level at 65 rows in the A/B (13.9 / 13.8), where the first sweep had 128x192 5% ahead; that
+#   sweep also had it 3% ahead at 100 rows, the only M where the runs disagree.
+# Not taken: 7168 x 16384 at 65-128 rows, 64x128 / 64x112 with B shared, 1-6% ahead in the sweeps
+# and level (+-1%) in the redrawn A/B.
+MEASURED_DECODE_TILES = (
+    MeasuredDecodeTile(n=2112, k=7168, min_m=65, max_m=128, block_m=64, block_n=64, multicast="none",
+                       k_splits=2),
+    MeasuredDecodeTile(n=24576, k=1536, min_m=72, max_m=128, block_m=128, block_n=96, multicast="none",
+                       k_splits=1),
+)
+
+
+def _measured_decode_tile(layout: str, m: int, n: int, k: int, num_sms: int) -> MeasuredDecodeTile | None:
+    if layout != "dense":
+        return None
+    return next((t for t in MEASURED_DECODE_TILES
+                 if (t.n, t.k, t.num_sms) == (n, k, num_sms) and t.min_m <= m <= t.max_m), None)
+
+
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
     if layout == "masked":  # m is the expected rows per group
         return num_groups * math.ceil(max(m, 1) / block_m) * n_blocks
@@ -445,6 +492,10 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     rows = m * num_groups if layout == "masked" else m
     multicast = "b" if shared_b else _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles,
                                                 k_splits, num_k_blocks, num_sms, expected_m=m)
+    measured = _measured_decode_tile(layout, m, n, k, num_sms)
+    if measured is not None:
+        block_m, block_n = measured.block_m, measured.block_n
+        multicast, k_splits = measured.multicast, measured.k_splits
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,

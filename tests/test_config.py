@@ -15,6 +15,7 @@ from fp8gemm.config import (
     MAX_BLOCK_N,
     MAX_K_SPLITS,
     MAX_SPLIT_K_ROWS,
+    MEASURED_DECODE_TILES,
     SMEM_LIMIT,
     GemmConfig,
     grid_size,
@@ -32,6 +33,8 @@ DENSE += [(1, 256, 128), (7, 4096, 512), (333, 1536, 7168), (8192, 576, 7168)]
 GROUPED = [("contiguous", g["groups"] * g["m_per_group"], g["n"], g["k"], g["groups"])
            for g in SHAPES["grouped_contiguous"]]
 GROUPED += [("masked", g["m_per_group"], g["n"], g["k"], g["groups"]) for g in SHAPES["grouped_masked"]]
+# Each measured decode tile at both ends of its M range (config.MEASURED_DECODE_TILES).
+DENSE += [(m, t.n, t.k) for t in MEASURED_DECODE_TILES for m in (t.min_m, t.max_m)]
 CASES = [("dense", m, n, k, 1) for m, n, k in DENSE] + GROUPED
 
 
@@ -123,7 +126,18 @@ def test_decode_shapes_of_65_to_128_rows_share_b_across_two_64_row_blocks() -> N
     assert tiles(100, 4096, 7168, num_sms=131)[3] == "none"
 
 
-def test_split_k_charges_the_handoff_of_larger_tiles() -> None:
+@pytest.fixture
+def model_only(monkeypatch):
+    """select_config with the measured decode tiles left out: the model's own picks."""
+    from fp8gemm import config
+
+    monkeypatch.setattr(config, "MEASURED_DECODE_TILES", ())
+    select_config.cache_clear()
+    yield
+    select_config.cache_clear()
+
+
+def test_split_k_charges_the_handoff_of_larger_tiles(model_only) -> None:
     from fp8gemm.config import _split_k_overhead_us
 
     assert _split_k_overhead_us(1, 128, 128) == 0.0
@@ -138,6 +152,38 @@ def test_split_k_charges_the_handoff_of_larger_tiles() -> None:
     # 64x7168x16384: unsplit 64x64 32.7 us, 64x128 in 2 slices 34.0
     c = select_config("dense", 64, 7168, 16384, 1, 132)
     assert (c.block_m, c.block_n, c.k_splits) == (64, 64, 1)
+
+
+@pytest.mark.parametrize("tile", MEASURED_DECODE_TILES, ids=lambda t: f"{t.n}x{t.k}")
+def test_measured_decode_tiles_replace_the_model_only_on_their_shapes(tile, monkeypatch) -> None:
+    from fp8gemm import config
+
+    def tiles(m: int, n: int = tile.n, k: int = tile.k, num_sms: int = 132) -> tuple:
+        select_config.cache_clear()
+        c = select_config("dense", m, n, k, 1, num_sms)
+        assert c.stages == max_stages(c.block_m, c.block_n, k_splits=c.k_splits)
+        return c.block_m, c.block_n, c.multicast, c.k_splits
+
+    measured = (tile.block_m, tile.block_n, tile.multicast, tile.k_splits)
+    for m in (tile.min_m, (tile.min_m + tile.max_m) // 2, tile.max_m):
+        assert tiles(m) == measured, m
+    # past the M range, at another N or K, or on another SM count: the model's pick
+    outside = [(tile.min_m - 1, tile.n, tile.k, 132), (tile.max_m + 1, tile.n, tile.k, 132),
+               (tile.min_m, tile.n + 64, tile.k, 132), (tile.min_m, tile.n, tile.k + 128, 132),
+               (tile.min_m, tile.n, tile.k, 114)]
+    with_table = [tiles(*case) for case in outside]
+    monkeypatch.setattr(config, "MEASURED_DECODE_TILES", ())
+    assert [tiles(*case) for case in outside] == with_table
+    select_config.cache_clear()
+
+
+def test_measured_decode_tiles_are_faster_than_the_model_where_measured(model_only) -> None:
+    # The entries' point: each replaces a different pick (an entry equal to the model's pick would
+    # be dead weight). H200 figures in config.py's NOTES.
+    for tile in MEASURED_DECODE_TILES:
+        for m in (tile.min_m, tile.max_m):
+            c = select_config("dense", m, tile.n, tile.k, 1, tile.num_sms)
+            assert (c.block_m, c.block_n, c.k_splits) != (tile.block_m, tile.block_n, tile.k_splits)
 
 
 def test_rows_of_the_a_box_past_m_cost_the_decode_tiles() -> None:

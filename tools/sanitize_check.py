@@ -119,9 +119,11 @@ def forced_tiles() -> float:
         worst = max(worst, dense(300, 512, 1168, "forced 256x128 mc=a: "))
         # Split-K in a cluster: rank 0 adds the other slices' sums out of their shared memory. With
         # 8 "SMs" the clusters take several tiles each (the handoff's barriers change phase); odd M,
-        # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices.
+        # unequal slices, one- and two-warpgroup tiles, 2 and 3 slices; two 64-row M blocks (the
+        # measured pick for 65-128 x 2112 x 7168, config.MEASURED_DECODE_TILES).
         for bm, bn, splits, (m, n, k) in [(64, 32, 3, (7, 520, 1424)), (64, 32, 2, (130, 200, 1424)),
-                                          (128, 128, 2, (100, 384, 1040)), (64, 16, 2, (1, 264, 3008))]:
+                                          (128, 128, 2, (100, 384, 1040)), (64, 16, 2, (1, 264, 3008)),
+                                          (64, 64, 2, (100, 528, 1424))]:
             launch.select_config = lambda *args, bm=bm, bn=bn, s=splits, **kw: with_tiles(
                 select_config(*args, **kw), bm, bn, "none", k_splits=s)
             worst = max(worst, dense(m, n, k, f"forced {bm}x{bn} k_splits={splits}: "))

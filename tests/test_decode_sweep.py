@@ -28,3 +28,15 @@ def test_split_candidates_fit_one_wave() -> None:
 def test_every_tile_width_the_heuristics_may_pick_is_swept() -> None:
     widths = {c[1] for c in decode_sweep.candidates(128, 4096, 7168, 132)}
     assert {80, 112, 144, 192} <= widths
+
+
+def test_mid_size_m_sweeps_the_prefill_tiles_and_their_multicast() -> None:
+    from fp8gemm.config import select_config
+
+    for m, n, k in [(256, 7168, 2048), (512, 4096, 7168), (384, 2112, 7168), (192, 24576, 1536)]:
+        cands = decode_sweep.candidates(m, n, k, 132)
+        assert all(ks == 1 for _, _, ks, _ in cands)       # split-K stays a decode tool
+        assert all(-(-n // bn) % 2 == 0 for _, bn, _, mc in cands if mc == "a")
+        assert {256, 128} <= {bm for bm, *_ in cands}
+        pick = select_config("dense", m, n, k, 1, 132)     # the pick is among the candidates
+        assert (pick.block_m, pick.block_n, pick.k_splits, pick.multicast) in cands, (m, n, k)

@@ -4,6 +4,7 @@ time of ../shared/reference_h200.json. For tuning the decode heuristics (config.
 
     PYTHONPATH=. python tools/decode_sweep.py [--m 64 128] [--out DIR]
     PYTHONPATH=. python tools/decode_sweep.py --m 65 100 120 128   # partial M blocks (KERNEL.md)
+    PYTHONPATH=. python tools/decode_sweep.py --m 256 512           # mid-size M: 256-row tiles, multicast
 
 Candidates per shape: every (BLOCK_M, BLOCK_N) the kernel supports for the shape, unsplit, and
 split into 2 to --max-splits slices where the split tiles fit in one wave of clusters; where a shape
@@ -35,6 +36,8 @@ from fp8gemm.config import (  # noqa: E402
     BLOCK_N_CANDIDATES,
     MAX_BLOCK_N,
     MAX_K_SPLITS,
+    MAX_SPLIT_K_ROWS,
+    MIN_BLOCK_N,
     max_stages,
     select_config,
     spans_at_most_two_scale_blocks,
@@ -50,25 +53,34 @@ BLOCK_N = tuple(bn for bn in BLOCK_N_CANDIDATES if spans_at_most_two_scale_block
 
 def candidates(m: int, n: int, k: int, num_sms: int,
                max_splits: int = MAX_K_SPLITS) -> list[tuple[int, int, int, str]]:
-    """(BLOCK_M, BLOCK_N, K slices, multicast) of every candidate for one shape."""
+    """(BLOCK_M, BLOCK_N, K slices, multicast) of every candidate for one shape.
+
+    Past MAX_SPLIT_K_ROWS rows (the mid-size M the heuristics reach with whole tiles): 256-row tiles
+    too, no split-K, and the 128- and 256-row tiles also with A shared (an even N-block count) or B
+    shared; up to 8 waves of tiles."""
     out = []
     num_k_blocks = math.ceil(k / 128)
-    for bm in (64, 128):
+    mid = m > MAX_SPLIT_K_ROWS
+    for bm in (64, 128, 256) if mid else (64, 128):
         if bm > 64 and m <= 64:
             continue
         for bn in BLOCK_N:
-            if bn > MAX_BLOCK_N[bm]:
+            if not MIN_BLOCK_N[bm] <= bn <= MAX_BLOCK_N[bm]:
                 continue
-            tiles = math.ceil(m / bm) * math.ceil(n / bn)
-            for ks in range(1, max_splits + 1):
+            n_blocks = math.ceil(n / bn)
+            tiles = math.ceil(m / bm) * n_blocks
+            for ks in range(1, 2 if mid else max_splits + 1):
                 if ks > 1 and (tiles > num_sms // ks or math.ceil(num_k_blocks / ks) < 4):
                     continue
-                if ks == 1 and tiles > 3 * num_sms:
+                if ks == 1 and tiles > (8 if mid else 3) * num_sms:
                     continue
                 if max_stages(bm, bn, k_splits=ks) < 3:
                     continue
                 out.append((bm, bn, ks, "none"))
-                if bm == 64 and ks == 1 and m > 64:
+                if bm == 64 and ks == 1 and m > 64 and not mid:
+                    out.append((bm, bn, ks, "b"))
+                if mid and bm > 64:
+                    out += [(bm, bn, ks, "a")] if n_blocks % 2 == 0 else []
                     out.append((bm, bn, ks, "b"))
     return out
 

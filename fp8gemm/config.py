@@ -329,6 +329,8 @@ def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int
 
 # Contiguous tiles at least this many K blocks long share B across a pair of M blocks (_multicast).
 CONTIGUOUS_MULTICAST_K_BLOCKS = 16
+# Dense tiles share A or B only where each CTA runs at least this many K blocks (_multicast).
+DENSE_MULTICAST_MIN_K_BLOCKS = 100
 
 # NOTES: routing spreads a masked group's rows around expected_m; the benchmarks (and the reference
 # run) draw expected_m * U(0.7, 1.3).
@@ -369,6 +371,23 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     # in every round, so tiles of 16 K blocks and more share B. Shorter ones are not measured.
     if layout == "contiguous":
         return "b" if num_k_blocks >= CONTIGUOUS_MULTICAST_K_BLOCKS else "none"
+    # NOTES: a pair pays its fixed costs (the cluster's start and end, each stage waiting for both
+    # CTAs' consumers) once per CTA, and saves L2 traffic per K block: a CTA that runs few K blocks
+    # in all loses. H200, tools/decode_sweep.py (the same tiles with and without sharing, twenty-first
+    # session), shared / unshared, by K blocks per SM (waves x K blocks): 512x2112x7168 128x64 B
+    # (56) 16.5-16.9 / 15.6-15.9 us, 768x2112x7168 128x96 A (56) 20.5 / 19.2, 768x4096x7168 128x192 B
+    # (56) 34.2 / 33.5, 512x32768x512 256x128 A (16) 19.9-20.1 / 19.1-19.3, 768x32768x512 (24) 27.6 /
+    # 26.4, 1024x32768x512 (32) 34.7 / 33.8, 512x24576x1536 256x128 A (36) 32.8-33.0 / 32.0-32.2,
+    # 768x7168x2048 128x192 B (32) 21.8 / 21.1, 1024x7168x2048 256x128 A (32) 27.7 / 27.2; level at
+    # 70 (768 / 1024 x 24576 x 1536: -1.6% / +1.0%); sharing wins from ~220 (640-1024 x 7168 x 16384:
+    # 2-4%). The M = 4096 shapes of shapes.json run 112-280 and keep their sharing. Checked with
+    # tools/ab_kernel.py (inputs redrawn, medians of 5) on the 11 shapes this moves, unshared /
+    # shared: 512x2112x7168 15.6 / 16.5 us, 768x32768x512 26.5 / 27.5, 896x7168x2048 21.8 / 22.4,
+    # 1536x32768x512 48.2 / 49.9, 1536x2112x7168 33.4 / 34.0, 1536x1536x7168 30.5 / 31.0,
+    # 1024x7168x2048 27.0 / 27.4, 1536x7168x2048 38.6 / 39.1, 768x4096x7168 33.2 / 33.6; level at
+    # 2048 and 3072 x 32768 x 512 (63.4 / 63.3, 100.0 / 100.0).
+    if layout == "dense" and math.ceil(tiles / num_sms) * num_k_blocks < DENSE_MULTICAST_MIN_K_BLOCKS:
+        return "none"
     a_ok = n_blocks % 2 == 0
     # NOTES: masked groups pair M blocks badly when their block count is odd (the extra block gets
     # an empty partner under B multicast, a whole extra pair): 4 x ~256 rows, N 7168 K 2048 (2-3

@@ -245,9 +245,12 @@ def test_dense_b_multicast_never_pads_an_odd_block_count_into_another_wave(n: in
 
 
 def test_dense_odd_block_counts_share_a_or_nothing_where_b_would_cost_a_wave() -> None:
-    # H200, 2026-11-30: 640x7168x2048 at 128x144 30.9 us sharing B, 22.9 sharing A; 1600x4096x7168
-    # 105.8 against 86.2 unshared (29 N blocks: A cannot pair them); 128x192 sharing A spills.
-    assert select_config("dense", 640, 7168, 2048, 1, 132).multicast == "a"
+    # H200, 2026-11-30: 640x7168x9216 at 128x144 108.1 us sharing B, 71.0 sharing A; 640x7168x2048
+    # 30.9 sharing B, 22.8-22.9 sharing A or nothing (too few K blocks per CTA to share: nothing);
+    # 1600x4096x7168 105.8 against 86.2 unshared (29 N blocks: A cannot pair them); 128x192 sharing
+    # A spills.
+    assert select_config("dense", 640, 7168, 9216, 1, 132).multicast == "a"
+    assert select_config("dense", 640, 7168, 2048, 1, 132).multicast != "b"
     assert select_config("dense", 1600, 4096, 7168, 1, 132).multicast == "none"
     wide = select_config("dense", 640, 18432, 7168, 1, 132)
     assert (wide.block_n, wide.multicast) == (192, "none")
@@ -383,3 +386,19 @@ def test_the_kernel_refuses_contiguous_tiles_taller_than_the_groups_alignment() 
     cfg = with_tiles(select_config("contiguous", 4096, 1024, 1024, 4, 132), 256, 128, "a")
     with pytest.raises(CompileError, match="at most 128 rows"):
         compile_cuda(kernel_source(cfg), kernel_name(cfg), use_cache=False)
+
+
+def test_dense_tiles_share_only_where_each_cta_runs_many_k_blocks() -> None:
+    from fp8gemm.config import DENSE_MULTICAST_MIN_K_BLOCKS
+
+    # H200 sweeps (config._multicast): mid-size M with few K blocks per CTA run faster unshared ...
+    for m, n, k in [(512, 2112, 7168), (768, 32768, 512), (1024, 7168, 2048), (512, 24576, 1536)]:
+        assert select_config("dense", m, n, k, 1, 132).multicast == "none", (m, n, k)
+    # ... long runs keep sharing (640-1024 x 7168 x 16384: 2-4% faster shared), and so does every
+    # M = 4096 shape of shapes.json
+    prefill = [tuple(s) for s in SHAPES["dense"] if s[0] == 4096]
+    for m, n, k in [(640, 7168, 16384), (1024, 7168, 16384), *prefill]:
+        c = select_config("dense", m, n, k, 1, 132)
+        waves = math.ceil(math.ceil(m / c.block_m) * c.num_n_blocks / 132)
+        assert waves * math.ceil(k / BLOCK_K) >= DENSE_MULTICAST_MIN_K_BLOCKS
+        assert c.multicast != "none", (m, n, k)

@@ -321,6 +321,26 @@ def _measured_decode_tile(layout: str, m: int, n: int, k: int, num_sms: int) -> 
                  if (t.n, t.k, t.num_sms) == (n, k, num_sms) and t.min_m <= m <= t.max_m), None)
 
 
+# NOTES: a tile 80, 112 or 144 wide starts at any of 8 offsets inside a scale block, so its kernel
+# holds 8 B-scale-boundary variants of the main loop, and neighbouring tiles run different ones.
+# Per 128 columns they run 10-25% slower than 128- and 160-wide tiles on the twenty-first session's
+# mid-M sweeps (M = 256-1024, tools/decode_sweep.py), most where tiles are short in K: 640x7168x2048
+# 128x144 22.9 us against 128x160 20.7 (the same 2 waves, 10% more work each). A fixed cost per tile
+# fits that better than a lower efficiency, which also moved long-K shapes where 144 is the right
+# pick (640x7168x16384: 128x144 with A shared 123.0 us, 128x160 130.1). Fitted on those sweeps with
+# the decode sweeps (M = 64-128): mean loss against each shape's best 0.87% -> 0.71%, worst 24% ->
+# 12%; it moves 31 of 924 dense shapes of M = 129-8192 over 14 DeepSeek-V3 N x K, all off 128x144.
+# Checked on the H200 (tools/ab_kernel.py) on 11 of them: see BENCHMARKS.md, eleventh session.
+_MANY_BOUNDARIES_TILE_US = 0.5
+
+
+def _tile_overhead_us(layout: str, m: int, block_n: int) -> float:
+    """A per-tile cost beyond the K blocks (see _MANY_BOUNDARIES_TILE_US). Dense past the decode
+    rows only, where it was fitted: the decode and grouped picks were fitted without it."""
+    many = block_n >= 80 and BLOCK_K // math.gcd(block_n, BLOCK_K) >= 8
+    return _MANY_BOUNDARIES_TILE_US if many and layout == "dense" and m > MAX_SPLIT_K_ROWS else 0.0
+
+
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
     if layout == "masked":  # m is the expected rows per group
         return num_groups * math.ceil(max(m, 1) / block_m) * n_blocks
@@ -500,8 +520,9 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                 if layout == "dense" and 64 < m < block_m:
                     rows_past_m = -m % SHORT_BOX_ROWS_A
                 k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m)
-                cost = (waves * math.ceil(num_k_blocks / k_splits) * k_block_us
-                        + _split_k_overhead_us(k_splits, block_m, block_n))
+                tile_us = (math.ceil(num_k_blocks / k_splits) * k_block_us
+                           + _tile_overhead_us(layout, m, block_n))
+                cost = waves * tile_us + _split_k_overhead_us(k_splits, block_m, block_n)
                 key = (cost, k_splits, -block_m, -block_n, shared_b)
                 if best is None or key < best[0]:
                     best = (key, block_m, block_n, tiles, k_splits, shared_b)

@@ -402,3 +402,19 @@ def test_dense_tiles_share_only_where_each_cta_runs_many_k_blocks() -> None:
         waves = math.ceil(math.ceil(m / c.block_m) * c.num_n_blocks / 132)
         assert waves * math.ceil(k / BLOCK_K) >= DENSE_MULTICAST_MIN_K_BLOCKS
         assert c.multicast != "none", (m, n, k)
+
+
+def test_tiles_with_eight_boundary_variants_pay_per_tile_past_the_decode_rows() -> None:
+    from fp8gemm.config import _tile_overhead_us
+
+    # 80, 112 and 144 wide start at 8 offsets inside a scale block; 96/160 at 4, 64/192 at 2
+    assert [bn for bn in range(16, 193, 16) if _tile_overhead_us("dense", 640, bn) > 0] == [80, 112, 144]
+    assert _tile_overhead_us("dense", 128, 144) == 0.0          # decode picks were fitted without it
+    assert _tile_overhead_us("masked", 640, 144) == _tile_overhead_us("contiguous", 640, 144) == 0.0
+    # H200 (BENCHMARKS.md, eleventh session): short K moves off 144 (640x7168x2048 128x144 23.2 us,
+    # 128x160 20.6; 705x3072x1536 12.8 / 10.3), long K keeps it (640x7168x16384 128x144 A 123.0 us,
+    # 128x160 130.1)
+    assert select_config("dense", 640, 7168, 2048, 1, 132).block_n != 144
+    assert select_config("dense", 705, 3072, 1536, 1, 132).block_n != 144
+    c = select_config("dense", 640, 7168, 16384, 1, 132)
+    assert (c.block_m, c.block_n, c.multicast) == (128, 144, "a")

@@ -407,8 +407,10 @@ def test_dense_tiles_share_only_where_each_cta_runs_many_k_blocks() -> None:
 def test_tiles_with_eight_boundary_variants_pay_per_tile_past_the_decode_rows() -> None:
     from fp8gemm.config import _tile_overhead_us
 
-    # 80, 112 and 144 wide start at 8 offsets inside a scale block; 96/160 at 4, 64/192 at 2
-    assert [bn for bn in range(16, 193, 16) if _tile_overhead_us("dense", 640, bn) > 0] == [80, 112, 144]
+    # 80, 112, 144 (and 176, which spans three scale blocks: never a candidate) start at 8 offsets
+    # inside a scale block; 96/160 at 4, 64/192 at 2
+    paying = [bn for bn in range(16, 193, 16) if _tile_overhead_us("dense", 640, bn) > 0]
+    assert paying == [80, 112, 144, 176] and not spans_at_most_two_scale_blocks(176)
     assert _tile_overhead_us("dense", 128, 144) == 0.0          # decode picks were fitted without it
     assert _tile_overhead_us("masked", 640, 144) == _tile_overhead_us("contiguous", 640, 144) == 0.0
     # H200 (BENCHMARKS.md, eleventh session): short K moves off 144 (640x7168x2048 128x144 23.2 us,

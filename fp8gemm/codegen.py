@@ -11,14 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fp8gemm.config import (
-    BLOCK_K,
-    FP32_SLAB_COLS,
-    SHORT_BOX_ROWS_A,
-    SHORT_BOX_ROWS_SA,
-    Fp32GemmConfig,
-    GemmConfig,
-)
+from fp8gemm.config import BLOCK_K, SHORT_BOX_ROWS_A, SHORT_BOX_ROWS_SA, GemmConfig
+from fp8gemm.config_fp32 import FP32_SLAB_COLS, Fp32GemmConfig
 from fp8gemm.utils import round_up
 
 

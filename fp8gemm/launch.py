@@ -26,7 +26,8 @@ from .codegen import (
     kernel_source,
     tma_boxes,
 )
-from .config import Fp32GemmConfig, GemmConfig, fp32_grid_size, grid_size, select_config, select_fp32_config
+from .config import GemmConfig, grid_size, select_config
+from .config_fp32 import Fp32GemmConfig, fp32_grid_size, select_fp32_config
 from .device import current_device_index, get_num_sms
 from .layout import get_tma_aligned_size
 

@@ -209,11 +209,11 @@ def test_k_grouped_replays_in_a_cuda_graph_with_new_counts() -> None:
 def test_forced_tiles(bm: int, bn: int, direct: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tile shapes and both epilogues (from registers or through TMA) on ragged shapes (M, N, K not
     multiples of the tiles)."""
-    from fp8gemm import config, launch
+    from fp8gemm import config_fp32, launch
 
     original = launch.select_fp32_config
     monkeypatch.setattr(launch, "select_fp32_config", lambda layout, m, n, groups=1, num_sms=132:
-                        config.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn,
+                        config_fp32.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn,
                                                direct_epilogue=direct))
     m, n, k = 200, 328, 1008
     gen = torch.Generator().manual_seed(bm + bn)

@@ -11,12 +11,11 @@ import pytest
 from repo_scripts import load
 
 from fp8gemm.codegen import fp32_kernel_name, fp32_kernel_source, fp32_tma_boxes
-from fp8gemm.config import (
+from fp8gemm.config import MAX_STAGES, SMEM_LIMIT
+from fp8gemm.config_fp32 import (
     FP32_BLOCK_N_CANDIDATES,
     FP32_LAYOUTS,
     FP32_STATIC_SMEM,
-    MAX_STAGES,
-    SMEM_LIMIT,
     fp32_max_stages,
     fp32_smem_bytes,
     select_fp32_config,

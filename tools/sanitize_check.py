@@ -22,7 +22,8 @@ import torch
 import fp8gemm
 from benchmarks.testing import calc_diff, make_contiguous_inputs, make_dense_inputs, make_masked_inputs
 from fp8gemm import launch, reference
-from fp8gemm.config import select_config, with_fp32_tiles, with_tiles
+from fp8gemm.config import select_config, with_tiles
+from fp8gemm.config_fp32 import with_fp32_tiles
 
 
 def case(label: str, diff: float) -> float:

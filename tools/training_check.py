@@ -31,8 +31,11 @@ import bench_compare  # noqa: E402
 
 import fp8gemm  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
-from fp8gemm import config as config_mod  # noqa: E402
-from fp8gemm import launch, reference  # noqa: E402
+from fp8gemm import (  # noqa: E402
+    config_fp32,  # noqa: E402
+    launch,
+    reference,
+)
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 # Output within this of the reference (FP32 output; only the tensor cores' accumulation inside a
@@ -188,7 +191,7 @@ def forced_fp32_selector(bm: int, bn: int, direct: bool, stages: int | None = No
     original = launch.select_fp32_config
 
     def select(layout, m, n, groups=1, num_sms=132):
-        return config_mod.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn, stages=stages,
+        return config_fp32.with_fp32_tiles(original(layout, m, n, groups, num_sms), bm, bn, stages=stages,
                                           direct_epilogue=direct)
     return select
 

@@ -123,11 +123,24 @@ def cast_times() -> list[dict]:
             floor = cupti_time_us(lambda g=grid: floor_kernel.launch(g, THREADS, 0, EMPTY_ARGS), iters=40)
             rows.append({"m": m, "k": k, "unroll": unroll, "us": us, "tb_s": nbytes / us / 1e6,
                          "floor_us": floor, "bit_exact": exact, "grid": grid})
-    # The public call's host time at the decode size (what a decode step pays) and at the largest.
+    # The public call's host time at the decode size (what a decode step pays) and at the largest,
+    # and its two parts: the outputs' allocation and the prepared launch (the 2026-11-30 hosts gave
+    # 16-30 us for the whole call on unchanged code, against ~7 us for a GEMM call).
     for m, k in (CAST_SHAPES[0], CAST_SHAPES[-1]):
         x = torch.randn((m, k), device="cuda").to(torch.bfloat16)
         host = _best_host_us(lambda x=x: per_token_cast_to_fp8(x, tma_aligned_scales=True), iters=200)
-        rows.append({"m": m, "k": k, "public_call_host_us": host})
+        q, _ = per_token_cast_to_fp8(x, tma_aligned_scales=True)
+        plan = next(p for key, p in quant_cuda._plans.items() if key[0] == x.shape and key[1] == x.dtype)
+        storage = torch.empty(plan.storage_numel, dtype=torch.float32, device=x.device)
+
+        def allocate(x=x, plan=plan):
+            return (torch.empty_like(x, dtype=torch.float8_e4m3fn),
+                    torch.empty(plan.storage_numel, dtype=torch.float32, device=x.device))
+        alloc = _best_host_us(allocate, iters=200)
+        launch = _best_host_us(lambda x=x, q=q, st=storage, plan=plan: quant_cuda._launch(plan, x, q, st),
+                               iters=200)
+        rows.append({"m": m, "k": k, "public_call_host_us": host, "allocation_host_us": alloc,
+                     "prepared_launch_host_us": launch})
     return rows
 
 
@@ -155,7 +168,9 @@ def main() -> None:
             print(f"[{r['m']}, {r['k']}] torch x.to(fp8), no scales: {r['torch_plain_cast_us']:.2f} us, "
                   f"{r['torch_plain_cast_tb_s']:.2f} TB/s")
         else:
-            print(f"public cast call host time at [{r['m']}, {r['k']}]: {r['public_call_host_us']:.2f} us")
+            print(f"public cast call host time at [{r['m']}, {r['k']}]: {r['public_call_host_us']:.2f} us "
+                  f"(the two outputs' allocation {r['allocation_host_us']:.2f}, the prepared launch "
+                  f"{r['prepared_launch_host_us']:.2f})")
     if args.json:
         args.json.write_text(json.dumps({"host": host, "cast": cast}, indent=1))
     if not all(r.get("bit_exact", True) for r in cast):

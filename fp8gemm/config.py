@@ -529,13 +529,14 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     assert best is not None
     _, block_m, block_n, tiles, k_splits, shared_b = best
 
-    rows = m * num_groups if layout == "masked" else m
-    multicast = "b" if shared_b else _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows, tiles,
-                                                k_splits, num_k_blocks, num_sms, expected_m=m)
     measured = _measured_decode_tile(layout, m, n, k, num_sms)
     if measured is not None:
         block_m, block_n = measured.block_m, measured.block_n
         multicast, k_splits = measured.multicast, measured.k_splits
+    else:
+        rows = m * num_groups if layout == "masked" else m
+        multicast = "b" if shared_b else _multicast(layout, block_m, block_n, math.ceil(n / block_n), rows,
+                                                    tiles, k_splits, num_k_blocks, num_sms, expected_m=m)
     config = GemmConfig(layout=layout, n=n, k=k, num_groups=num_groups, block_m=block_m, block_n=block_n,
                         stages=max_stages(block_m, block_n, k_splits=k_splits), multicast=multicast,
                         raster_width=RASTER_WIDTH,

@@ -80,7 +80,8 @@ def candidates(m: int, n: int, k: int, num_sms: int,
                 if bm == 64 and ks == 1 and m > 64 and not mid:
                     out.append((bm, bn, ks, "b"))
                 if mid and bm > 64:
-                    out += [(bm, bn, ks, "a")] if n_blocks % 2 == 0 else []
+                    if n_blocks % 2 == 0:   # A pairs N blocks
+                        out.append((bm, bn, ks, "a"))
                     out.append((bm, bn, ks, "b"))
     return out
 

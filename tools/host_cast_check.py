@@ -134,7 +134,7 @@ def cast_times() -> list[dict]:
                     if key[0] == x.shape and key[1] == x.dtype and key[3] is None)   # the public call's
         storage = torch.empty(plan.storage_numel, dtype=torch.float32, device=x.device)
 
-        def allocate(x=x, plan=plan):
+        def allocate(x=x, plan=plan):   # the two allocations of quant_cuda.cast_if_supported
             return (torch.empty_like(x, dtype=torch.float8_e4m3fn),
                     torch.empty(plan.storage_numel, dtype=torch.float32, device=x.device))
         alloc = _best_host_us(allocate, iters=200)

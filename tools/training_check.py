@@ -31,11 +31,7 @@ import bench_compare  # noqa: E402
 
 import fp8gemm  # noqa: E402
 from benchmarks.timing import cupti_time_us  # noqa: E402
-from fp8gemm import (  # noqa: E402
-    config_fp32,  # noqa: E402
-    launch,
-    reference,
-)
+from fp8gemm import config_fp32, launch, reference  # noqa: E402
 from fp8gemm.reference import calc_diff  # noqa: E402
 
 # Output within this of the reference (FP32 output; only the tensor cores' accumulation inside a

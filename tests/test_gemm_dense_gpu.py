@@ -236,6 +236,26 @@ def test_two_warpgroup_tiles_lane_held_scales(monkeypatch: pytest.MonkeyPatch, t
     _check_forced_tiles(monkeypatch, tiles, shape, seed=shape[0] + shape[2])
 
 
+# 256-row tiles without ring rounds start their sums with the tile's first K block (no zeroing):
+# tiles of one K block (the first is also the last, which stages chain 0 early), of two (one
+# partial), and longer ones, several tiles per CTA, with A shared, B shared and neither.
+FIRST_K_BLOCK = [((256, 128, "a"), (300, 1024, 128)), ((256, 128, "none"), (513, 264, 64)),
+                 ((256, 128, "b"), (1000, 520, 208)), ((256, 64, "a"), (4100, 1024, 384)),
+                 ((256, 128, "a"), (2048, 8192, 1024))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), FIRST_K_BLOCK,
+                         ids=[f"{t[0]}x{t[1]}{t[2]}-k{s[2]}" for t, s in FIRST_K_BLOCK])
+def test_first_k_block_starts_the_sums(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, str],
+                                       shape: tuple[int, int, int]) -> None:
+    block_m, block_n, multicast = tiles
+    _force_tiles(monkeypatch, block_m, block_n, multicast=multicast)
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=m + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
 def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> None:
     _force_tiles(monkeypatch, 64, 32, k_splits=3)   # 57 K blocks: slices of 19, 19, 19
     x = make_dense_inputs(33, 2056, 7184, seed=5)

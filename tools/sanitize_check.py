@@ -78,9 +78,11 @@ def forced_tiles() -> float:
         # CTA) reuse the staging slabs while the previous tile's TMA stores may still read them;
         # masked groups of 30 rows leave a warpgroup idle (it stages in the epilogue instead).
         # K = 4224 (33 K blocks, 3 stages, 2 tiles per CTA): the main loop's unrolled rounds of the
-        # ring, with K blocks before and after them in the general loop.
+        # ring, with K blocks before and after them in the general loop. Without the rounds, a
+        # tile's first K block starts its sums; K = 128: the first K block is also the last.
         launch.select_config = forced(256, 128, "a")
         worst = max(worst, dense(1024, 1024, 384, "forced 256x128 mc=a: "),
+                    dense(1024, 1024, 128, "forced 256x128 mc=a: "),
                     dense(1024, 512, 4224, "forced 256x128 mc=a: "),
                     masked([30, 0, 130, 129], 256, 512, 256, 128, "forced 256x128 mc=a: "))
         launch.select_config = forced(128, 192, "b")

@@ -123,6 +123,19 @@ struct GemmTraits {
     // the promotion picks each column's scale at compile time.
     static constexpr int kBoundaryStep = gcd(Cfg::kBlockN, kBlockK);
     static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
+    // NOTES: two-chain tiles (256 rows) peel a tile's first K block, whose promotion writes the sums
+    // (acc = partial * s) instead of adding to zeroed ones. The zeroing (128 registers per thread,
+    // 64 CS2R) sat at the tile's start, between the epilogue and the first wgmma, where the tensor
+    // cores idle in both warpgroups at once; ptxas moves it there wherever the source puts it.
+    // H200, tools/ab_kernel.py, same run, inputs redrawn, medians of 7, zeroing / peeled:
+    // 4096x32768x512 130.9 -> 128.7 us, 4096x24576x1536 240.1 -> 239.2, 4096x7168x2048 93.2 / 93.3.
+    // Not with ring rounds (K >= 32 blocks, where one tile start matters least): ptxas then spills
+    // 8 B in their peeled last K block. Not for one-chain tiles: peeled, masked shapes gained
+    // 0-0.5% and contiguous lost 0.2-0.4%, and 640x7168x2048 (128x96: three B-scale-boundary copies
+    // of the loop, each now with a peeled block) lost 2.7%; hence also only one copy of the loop
+    // (kOneScaleBlock: 256x32/64/128).
+    static constexpr bool kFirstKBlockStarts =
+        kOverlapDepth == 1 && kChains == 2 && !kRingRounds && kOneScaleBlock;
     // NOTES: setmaxnreg moves registers inside the CTA's launch allocation (168 x 384 with two
     // math warpgroups): the producer must free exactly what the math warpgroups take,
     // (168 - 40) x 128 = (232 - 168) x 256; 48 for the producer deadlocks the raise.
@@ -236,16 +249,25 @@ FP8GEMM_DEVICE void issue_chain(float* partial, uint64_t desc_a, uint64_t desc_b
 // Promotion of a finished partial sum: FP32 accumulation across K blocks with both scales applied
 // (s<row><block>: the product of the row's A scale and the B scale of block 0 or 1). Which B scale
 // block a column takes is known at compile time: columns from kBoundary on take the second.
-template <class Cfg, int kBoundary>
+// kFirst: the tile's first K block, whose scaled partial sum starts the accumulation (no zeroing).
+template <class Cfg, int kBoundary, bool kFirst = false>
 FP8GEMM_DEVICE void promote(float* acc, const float* partial, float s00, float s10, float s01, float s11) {
     constexpr bool kTwoBlocks = kBoundary < Cfg::kBlockN;
 #pragma unroll
     for (int j = 0; j < Cfg::kBlockN / 8; ++j) {
         const bool second = kTwoBlocks && j * 8 >= kBoundary;
-        acc[4 * j + 0] += partial[4 * j + 0] * (second ? s01 : s00);
-        acc[4 * j + 1] += partial[4 * j + 1] * (second ? s01 : s00);
-        acc[4 * j + 2] += partial[4 * j + 2] * (second ? s11 : s10);
-        acc[4 * j + 3] += partial[4 * j + 3] * (second ? s11 : s10);
+        const float s0 = second ? s01 : s00, s1 = second ? s11 : s10;
+        if constexpr (kFirst) {
+            acc[4 * j + 0] = partial[4 * j + 0] * s0;
+            acc[4 * j + 1] = partial[4 * j + 1] * s0;
+            acc[4 * j + 2] = partial[4 * j + 2] * s1;
+            acc[4 * j + 3] = partial[4 * j + 3] * s1;
+        } else {
+            acc[4 * j + 0] += partial[4 * j + 0] * s0;
+            acc[4 * j + 1] += partial[4 * j + 1] * s0;
+            acc[4 * j + 2] += partial[4 * j + 2] * s1;
+            acc[4 * j + 3] += partial[4 * j + 3] * s1;
+        }
     }
 }
 
@@ -661,9 +683,11 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // B scales: lane-held (T::kLaneScales), else read one K block ahead (global, L1/L2
             // hits), so that their latency hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;
-            // One K block; the tile's last (kLast) also stages chain 0's output (kEarlyStage).
-            auto k_block = [&](int kb, auto last) {
+            // One K block; the tile's last (kLast) also stages chain 0's output (kEarlyStage), its first
+            // (kFirst) starts the sums.
+            auto k_block = [&](int kb, auto last, auto first) {
                 constexpr bool kLast = decltype(last)::value;
+                constexpr bool kFirst = decltype(first)::value;
                 float scale_b0 = next_b0, scale_b1 = next_b1;
                 if constexpr (T::kLaneScales) {
                     next_scale_slot(kb, k_begin);
@@ -697,36 +721,45 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                         // scales were read before): the load ring is the tight resource.
                         release_stage(stage);
                     }
-                    promote<Cfg, kBoundary>(acc[c], partial, s00, s10, s01, s11);
+                    promote<Cfg, kBoundary, kFirst>(acc[c], partial, s00, s10, s01, s11);
                 }
                 if (++stage == kStages) stage = 0, phase ^= 1;
             };
+            int kb = k_begin;
+            if constexpr (T::kFirstKBlockStarts) {
+                if constexpr (kEarlyStage) {
+                    if (k_end - k_begin == 1) {
+                        k_block(kb, Int<1>{}, Int<1>{});
+                        return;
+                    }
+                }
+                k_block(kb++, Int<0>{}, Int<1>{});
+            }
             if constexpr (T::kRingRounds) {
                 // Whole rounds of the ring run unrolled, so that every stage's barrier, descriptors
                 // and A-scale addresses are constants (the stage is assigned a constant before each
                 // K block). The K blocks before the ring comes round to stage 0, and those after its
                 // last whole round, run the general code.
                 const int k_body_end = kEarlyStage ? k_end - 1 : k_end;
-                int kb = k_begin;
 #pragma unroll 1
-                for (; kb < k_body_end && stage != 0; ++kb) k_block(kb, Int<0>{});
+                for (; kb < k_body_end && stage != 0; ++kb) k_block(kb, Int<0>{}, Int<0>{});
 #pragma unroll 1
                 for (; kb + kStages <= k_body_end; kb += kStages) {
 #pragma unroll
                     for (int s = 0; s < kStages; ++s) {
                         stage = s;
-                        k_block(kb + s, Int<0>{});
+                        k_block(kb + s, Int<0>{}, Int<0>{});
                     }
                 }
 #pragma unroll 1
-                for (; kb < k_body_end; ++kb) k_block(kb, Int<0>{});
-                if constexpr (kEarlyStage) k_block(k_end - 1, Int<1>{});
+                for (; kb < k_body_end; ++kb) k_block(kb, Int<0>{}, Int<0>{});
+                if constexpr (kEarlyStage) k_block(k_end - 1, Int<1>{}, Int<0>{});
             } else if constexpr (kEarlyStage) {
                 // NOTES: the last K block is peeled, so that the staging stays out of the loop's code.
-                for (int kb = k_begin; kb + 1 < k_end; ++kb) k_block(kb, Int<0>{});
-                k_block(k_end - 1, Int<1>{});
+                for (; kb + 1 < k_end; ++kb) k_block(kb, Int<0>{}, Int<0>{});
+                k_block(k_end - 1, Int<1>{}, Int<0>{});
             } else {
-                for (int kb = k_begin; kb < k_end; ++kb) k_block(kb, Int<0>{});
+                for (; kb < k_end; ++kb) k_block(kb, Int<0>{}, Int<0>{});
             }
         };
 
@@ -865,10 +898,14 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         Tile tile;
         bool more = fetch_tile(tile);
         while (more) {
+            // Sums start at zero, or with the tile's first K block (T::kFirstKBlockStarts). A
+            // warpgroup that idles through a tile (below) stores nothing: its sums may hold anything.
+            if constexpr (!T::kFirstKBlockStarts) {
 #pragma unroll
-            for (int c = 0; c < T::kChains; ++c)
+                for (int c = 0; c < T::kChains; ++c)
 #pragma unroll
-                for (int i = 0; i < T::kAccumRegs; ++i) acc[c][i] = 0.0f;
+                    for (int i = 0; i < T::kAccumRegs; ++i) acc[c][i] = 0.0f;
+            }
             // Contiguous layout: the group of each chain's last row says at the epilogue whether
             // all 64 rows may be written.
             // NOTES: read here, so that its latency hides behind the main loop, not the epilogue.

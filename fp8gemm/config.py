@@ -331,6 +331,10 @@ def _measured_decode_tile(layout: str, m: int, n: int, k: int, num_sms: int) -> 
 # the decode sweeps (M = 64-128): mean loss against each shape's best 0.87% -> 0.71%, worst 24% ->
 # 12%; it moves 31 of 924 dense shapes of M = 129-8192 over 14 DeepSeek-V3 N x K, all off 128x144.
 # Checked on the H200 (tools/ab_kernel.py) on 11 of them: see BENCHMARKS.md, eleventh session.
+# The cause was the instruction cache (ncu, twenty-second session), and these kernels now keep one
+# copy of the loop (fp8_gemm.cuh, kRuntimeScaleBoundary): 640x7168x2048 128x144 23.2 -> 18.3 us,
+# level with the tiles this charge picks instead (128x96 18.1). The charge is kept until a sweep
+# refits it; it now only breaks near-ties.
 _MANY_BOUNDARIES_TILE_US = 0.5
 
 

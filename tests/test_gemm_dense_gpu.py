@@ -236,6 +236,29 @@ def test_two_warpgroup_tiles_lane_held_scales(monkeypatch: pytest.MonkeyPatch, t
     _check_forced_tiles(monkeypatch, tiles, shape, seed=shape[0] + shape[2])
 
 
+# Tiles that may start at more than two offsets inside a B scale block take the boundary at run
+# time (fp8_gemm.cuh, kRuntimeScaleBoundary): N spans every offset the width can start at (8 tiles),
+# with a partial last tile; one- and two-warpgroup tiles, A shared, the overlapped decode loop.
+RUNTIME_BOUNDARY = [((128, 144, "none"), (300, 8 * 144 + 40, 1024)),
+                    ((128, 112, "none"), (129, 8 * 112 + 8, 640)),
+                    ((128, 160, "a"), (256, 8 * 160, 2048)),
+                    ((128, 80, "none"), (200, 8 * 80 + 16, 1152)),
+                    ((64, 96, "none"), (33, 8 * 96 + 24, 4224)),
+                    ((128, 96, "none"), (100, 4 * 96, 768))]
+
+
+@pytest.mark.parametrize(("tiles", "shape"), RUNTIME_BOUNDARY,
+                         ids=[f"{t[0]}x{t[1]}{t[2]}-n{s[1]}" for t, s in RUNTIME_BOUNDARY])
+def test_scale_boundary_at_run_time(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, str],
+                                    shape: tuple[int, int, int]) -> None:
+    block_m, block_n, multicast = tiles
+    _force_tiles(monkeypatch, block_m, block_n, multicast=multicast)
+    m, n, k = shape
+    x = make_dense_inputs(m, n, k, seed=n + k)
+    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
+    _check(_run(x, out), x)
+
+
 # 256-row tiles without ring rounds start their sums with the tile's first K block (no zeroing):
 # tiles of one K block (the first is also the last, which stages chain 0 early), of two (one
 # partial), and longer ones, several tiles per CTA, with A shared, B shared and neither.

@@ -123,6 +123,21 @@ struct GemmTraits {
     // the promotion picks each column's scale at compile time.
     static constexpr int kBoundaryStep = gcd(Cfg::kBlockN, kBlockK);
     static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
+    // NOTES: where a tile may start at more than two offsets inside a B scale block (N = 80, 96,
+    // 112, 144, 160: 3-8 possible columns), the boundary is a run-time value and the promotion
+    // selects each kBoundaryStep-wide segment's scales once per K block; otherwise the main loop is
+    // compiled once per possible column (N = 192: two). The copies made those kernels 1.9-8.7 K
+    // instructions long (128x144: 16 main loops, 139 KB), and ncu showed their warps waiting for
+    // instructions (640x7168x2048, stall cycles per issue: 128x144 1.93, 128x160 1.22, 128x128
+    // 0.44). H200, tools/ab_kernel.py, same run, inputs redrawn, medians of 5, copies / run-time:
+    // 640x7168x2048 128x144 23.2 -> 18.3 us, 128x160 20.6 -> 18.3, 128x96 (its pick) 20.6 -> 18.1;
+    // 1793x7168x2048 128x144 54.6 -> 47.8, 128x160 51.2 -> 48.2; 1024x4096x7168 55.8 -> 49.6 /
+    // 54.2 -> 50.9; 64x24576x1536 (64x96) 12.9 -> 12.8, 128x24576x1536 (128x96) level. With two
+    // copies the selects cost more than the smaller code saves: 128x192 run-time was 0.1-1.1%
+    // slower (masked 32 x 192 534.4 -> 540.2, contiguous N 4096 1145.0 -> 1153.2, 4096x2112x7168
+    // level).
+    static constexpr int kBoundaryCopies = min_of(kBlockK, Cfg::kBlockN) / kBoundaryStep;
+    static constexpr bool kRuntimeScaleBoundary = !kOneScaleBlock && kBoundaryCopies > 2;
     // NOTES: two-chain tiles (256 rows) peel a tile's first K block, whose promotion writes the sums
     // (acc = partial * s) instead of adding to zeroed ones. The zeroing (128 registers per thread,
     // 64 CS2R) sat at the tile's start, between the epilogue and the first wgmma, where the tensor
@@ -211,6 +226,17 @@ FP8GEMM_DEVICE constexpr int chain_row(int warpgroup, int chain) {
     return (chain * GemmTraits<Cfg>::kNumMathWarpgroups + warpgroup) * 64;
 }
 
+// A tile's B-scale boundary known only at run time: `column`, the first column of the tile in the
+// second B scale block (kBlockN when the whole tile takes one).
+constexpr int kRuntimeBoundary = -1;
+struct RuntimeBoundary {
+    static constexpr int value = kRuntimeBoundary;
+    int column;
+};
+template <int V>
+FP8GEMM_DEVICE int boundary_column(Int<V>) { return V; }
+FP8GEMM_DEVICE int boundary_column(RuntimeBoundary b) { return b.column; }
+
 // Calls f(Int<kBoundary>{}), kBoundary being the first column of the tile starting at n_start
 // that takes the second B scale block (kBlockN when the whole tile takes one).
 template <class Cfg, int kCase, class F>
@@ -223,11 +249,14 @@ FP8GEMM_DEVICE void scale_boundary_case(int index, F& f) {
 
 template <class Cfg, class F>
 FP8GEMM_DEVICE void with_scale_boundary(int n_start, F&& f) {
+    const int column = min_of(kBlockK - n_start % kBlockK, Cfg::kBlockN);
     if constexpr (GemmTraits<Cfg>::kOneScaleBlock) {
         f(Int<Cfg::kBlockN>{});
+    } else if constexpr (GemmTraits<Cfg>::kRuntimeScaleBoundary) {
+        f(RuntimeBoundary{column});
     } else {
-        // NOTES: at most 8 cases (kBoundaryStep >= 16); each is one copy of the main loop.
-        const int index = min_of(kBlockK - n_start % kBlockK, Cfg::kBlockN) / GemmTraits<Cfg>::kBoundaryStep;
+        // One copy of the main loop per case (two at most here, see kRuntimeScaleBoundary).
+        const int index = column / GemmTraits<Cfg>::kBoundaryStep;
         scale_boundary_case<Cfg, 1>(index, f);
         scale_boundary_case<Cfg, 2>(index, f);
         scale_boundary_case<Cfg, 3>(index, f);
@@ -251,11 +280,18 @@ FP8GEMM_DEVICE void issue_chain(float* partial, uint64_t desc_a, uint64_t desc_b
 // block a column takes is known at compile time: columns from kBoundary on take the second.
 // kFirst: the tile's first K block, whose scaled partial sum starts the accumulation (no zeroing).
 template <class Cfg, int kBoundary, bool kFirst = false>
-FP8GEMM_DEVICE void promote(float* acc, const float* partial, float s00, float s10, float s01, float s11) {
-    constexpr bool kTwoBlocks = kBoundary < Cfg::kBlockN;
+FP8GEMM_DEVICE void promote(float* acc, const float* partial, float s00, float s10, float s01, float s11,
+                            int column) {
+    constexpr int kStep = GemmTraits<Cfg>::kBoundaryStep;
+    constexpr int kLastBoundary = min_of(kBlockK, Cfg::kBlockN);
 #pragma unroll
     for (int j = 0; j < Cfg::kBlockN / 8; ++j) {
-        const bool second = kTwoBlocks && j * 8 >= kBoundary;
+        // A run-time boundary is a multiple of kStep in [kStep, kLastBoundary]: the columns of one
+        // kStep-wide segment switch together (one select per segment and K block after CSE).
+        const int col = j * 8;
+        const bool second = kBoundary != kRuntimeBoundary
+                                ? col >= kBoundary
+                                : col >= kLastBoundary || (col >= kStep && col / kStep * kStep >= column);
         const float s0 = second ? s01 : s00, s1 = second ? s11 : s10;
         if constexpr (kFirst) {
             acc[4 * j + 0] = partial[4 * j + 0] * s0;
@@ -565,7 +601,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto run_overlapped = [&](const BScales& scales, int k_begin, int k_end, auto boundary, float first_b0,
                                   float first_b1) {
             constexpr int kBoundary = decltype(boundary)::value;
-            constexpr bool kTwoBlocks = kBoundary < BN;
+            constexpr bool kTwoBlocks = kBoundary == kRuntimeBoundary || kBoundary < BN;
+            const int column = boundary_column(boundary);
             constexpr int kDepth = T::kOverlapDepth;
             float part[kDepth][T::kAccumRegs];
             // What promoting a K block needs once its wgmma are complete.
@@ -603,7 +640,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
 #pragma unroll
                 for (int i = 0; i < T::kAccumRegs; ++i) ptx::fence_register(part[i]);
                 release_stage(p.stage);
-                promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1);
+                promote<Cfg, kBoundary>(acc[0], part, p.a0 * p.b0, p.a1 * p.b0, p.a0 * p.b1, p.a1 * p.b1, column);
             };
             // Chunked A scales: the K block's in the current chunk, and the chunk's release once the
             // K blocks before `next` are done (rounds never straddle a chunk: kDepth divides it).
@@ -669,7 +706,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto run_k_blocks = [&](const Tile& tile, auto boundary, float first_b0, float first_b1,
                                 auto&& at_last_issue) {
             constexpr int kBoundary = decltype(boundary)::value;
-            constexpr bool kTwoBlocks = kBoundary < BN;
+            constexpr bool kTwoBlocks = kBoundary == kRuntimeBoundary || kBoundary < BN;
+            const int column = boundary_column(boundary);
             const BScales scales = b_scale_rows<Cfg>(sb, tile);
             const int k_begin = T::kSplitK ? tile.k_block : 0;
             const int k_end = T::kSplitK ? tile.k_block + tile.num_k_blocks : T::kNumKBlocks;
@@ -721,7 +759,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                         // scales were read before): the load ring is the tight resource.
                         release_stage(stage);
                     }
-                    promote<Cfg, kBoundary, kFirst>(acc[c], partial, s00, s10, s01, s11);
+                    promote<Cfg, kBoundary, kFirst>(acc[c], partial, s00, s10, s01, s11, column);
                 }
                 if (++stage == kStages) stage = 0, phase ^= 1;
             };

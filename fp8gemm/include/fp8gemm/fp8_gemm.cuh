@@ -119,8 +119,8 @@ struct GemmTraits {
     static constexpr bool kLaneScales = kLaneScaleSlots <= 4;
     // Tiles start on multiples of kBlockN, hence at offsets 0, g, 2g, ... (g = gcd(kBlockN, 128))
     // inside a 128-column scale block of B. The column where a tile's second B scale block starts
-    // is therefore a multiple of g; the kernel is instantiated once per possible column, so that
-    // the promotion picks each column's scale at compile time.
+    // is therefore a multiple of g: known at compile time in one copy of the main loop per possible
+    // column, or at run time (kRuntimeScaleBoundary).
     static constexpr int kBoundaryStep = gcd(Cfg::kBlockN, kBlockK);
     static constexpr bool kOneScaleBlock = kBlockK % Cfg::kBlockN == 0;
     // NOTES: where a tile may start at more than two offsets inside a B scale block (N = 80, 96,
@@ -276,8 +276,9 @@ FP8GEMM_DEVICE void issue_chain(float* partial, uint64_t desc_a, uint64_t desc_b
 }
 
 // Promotion of a finished partial sum: FP32 accumulation across K blocks with both scales applied
-// (s<row><block>: the product of the row's A scale and the B scale of block 0 or 1). Which B scale
-// block a column takes is known at compile time: columns from kBoundary on take the second.
+// (s<row><block>: the product of the row's A scale and the B scale of block 0 or 1). Columns from
+// the boundary on take the second B scale block: kBoundary at compile time, or `column` at run
+// time where kBoundary is kRuntimeBoundary.
 // kFirst: the tile's first K block, whose scaled partial sum starts the accumulation (no zeroing).
 template <class Cfg, int kBoundary, bool kFirst = false>
 FP8GEMM_DEVICE void promote(float* acc, const float* partial, float s00, float s10, float s01, float s11,

@@ -213,8 +213,8 @@ def test_overlapped_k_blocks(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, 
 
 
 def _check_forced_tiles(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int], shape: tuple[int, int, int],
-                        seed: int) -> None:
-    _force_tiles(monkeypatch, *tiles)
+                        seed: int, multicast: str = "none") -> None:
+    _force_tiles(monkeypatch, *tiles, multicast=multicast)
     m, n, k = shape
     x = make_dense_inputs(m, n, k, seed=seed)
     out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
@@ -251,12 +251,7 @@ RUNTIME_BOUNDARY = [((128, 144, "none"), (300, 8 * 144 + 40, 1024)),
                          ids=[f"{t[0]}x{t[1]}{t[2]}-n{s[1]}" for t, s in RUNTIME_BOUNDARY])
 def test_scale_boundary_at_run_time(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, str],
                                     shape: tuple[int, int, int]) -> None:
-    block_m, block_n, multicast = tiles
-    _force_tiles(monkeypatch, block_m, block_n, multicast=multicast)
-    m, n, k = shape
-    x = make_dense_inputs(m, n, k, seed=n + k)
-    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
-    _check(_run(x, out), x)
+    _check_forced_tiles(monkeypatch, tiles[:2], shape, seed=shape[1] + shape[2], multicast=tiles[2])
 
 
 # 256-row tiles without ring rounds start their sums with the tile's first K block (no zeroing):
@@ -271,12 +266,7 @@ FIRST_K_BLOCK = [((256, 128, "a"), (300, 1024, 128)), ((256, 128, "none"), (513,
                          ids=[f"{t[0]}x{t[1]}{t[2]}-k{s[2]}" for t, s in FIRST_K_BLOCK])
 def test_first_k_block_starts_the_sums(monkeypatch: pytest.MonkeyPatch, tiles: tuple[int, int, str],
                                        shape: tuple[int, int, int]) -> None:
-    block_m, block_n, multicast = tiles
-    _force_tiles(monkeypatch, block_m, block_n, multicast=multicast)
-    m, n, k = shape
-    x = make_dense_inputs(m, n, k, seed=m + k)
-    out = torch.empty((m, n), dtype=torch.bfloat16, device="cuda")
-    _check(_run(x, out), x)
+    _check_forced_tiles(monkeypatch, tiles[:2], shape, seed=shape[0] + shape[2], multicast=tiles[2])
 
 
 def test_overlapped_k_blocks_with_split_k(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,27 +107,24 @@ def _wgmma_wrappers() -> str:
 # The math warpgroup's work for one K block, per variant. `stage` is the stage's shared address, `s`
 # the stage index, `kb` the K block; `scale` stands in for sa * sb. Variants whose sums never read the
 # wgmma results accumulate into them (accumulate = 1), so that ptxas cannot drop a wgmma as dead.
+def _promoted_chains(columns: int) -> str:
+    """The kernel's loop: per chain 4 wgmma into a fresh partial sum, wait, then `columns` of its 64
+    accumulator registers promoted (64: all)."""
+    return f"""
+    for (int c = 0; c < 2; ++c) {{
+        const uint64_t desc_a = ptx::SmemDescriptor::make(stage + (c * 2 + warpgroup) * 64 * 128);
+        const uint64_t desc_b = ptx::SmemDescriptor::make(stage + kBOffset);
+        issue4_n128(partial, desc_a, desc_b, false);
+        ptx::wgmma_wait<0>();
+        fence_all(partial);
+        if (c == 1) release(s);
+        for (int i = 0; i < {columns}; ++i) sums[c][i] += partial[i] * scale;
+    }}"""
+
+
 _K_BLOCK_BODIES = {
-    "promote": """
-    for (int c = 0; c < 2; ++c) {
-        const uint64_t desc_a = ptx::SmemDescriptor::make(stage + (c * 2 + warpgroup) * 64 * 128);
-        const uint64_t desc_b = ptx::SmemDescriptor::make(stage + kBOffset);
-        issue4_n128(partial, desc_a, desc_b, false);
-        ptx::wgmma_wait<0>();
-        fence_all(partial);
-        if (c == 1) release(s);
-        for (int i = 0; i < 64; ++i) sums[c][i] += partial[i] * scale;
-    }""",
-    "promote_half": """
-    for (int c = 0; c < 2; ++c) {
-        const uint64_t desc_a = ptx::SmemDescriptor::make(stage + (c * 2 + warpgroup) * 64 * 128);
-        const uint64_t desc_b = ptx::SmemDescriptor::make(stage + kBOffset);
-        issue4_n128(partial, desc_a, desc_b, false);
-        ptx::wgmma_wait<0>();
-        fence_all(partial);
-        if (c == 1) release(s);
-        for (int i = 0; i < 32; ++i) sums[c][i] += partial[i] * scale;
-    }""",
+    "promote": _promoted_chains(64),
+    "promote_half": _promoted_chains(32),
     "no_promote": """
     for (int c = 0; c < 2; ++c) {
         const uint64_t desc_a = ptx::SmemDescriptor::make(stage + (c * 2 + warpgroup) * 64 * 128);

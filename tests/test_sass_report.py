@@ -117,3 +117,17 @@ def test_b_scales_prefetched_only_where_the_ring_holds_a_tile(layout, m, n, k, g
     config = select_config(layout, m, n, k, groups)
     assert (math.ceil(k / 128) / config.k_splits <= config.stages) == prefetches, str(config)
     assert ("UBLKPF.L2" in _sass_of(config)) == prefetches, str(config)
+
+
+# Tiles that may start at more than two offsets inside a B scale block keep one copy of the main loop
+# (the boundary at run time, fp8_gemm.cuh kRuntimeScaleBoundary): a copy per offset made 128x144 a
+# 16-loop kernel whose warps waited on instruction fetch (docs/KERNEL.md, twenty-second session).
+# A kernel has at most 2 main loops per copy (ring rounds and the general loop); 128x192 keeps two copies.
+@pytest.mark.parametrize(("block_n", "multicast", "copies"),
+                         [(144, "none", 1), (160, "a", 1), (112, "none", 1), (96, "none", 1), (192, "b", 2)])
+def test_main_loop_copies_per_b_scale_boundary(block_n: int, multicast: str, copies: int) -> None:
+    from fp8gemm.config import select_config, with_tiles
+
+    config = with_tiles(select_config("dense", 1024, 7680, 7168), 128, block_n, multicast)
+    rep = sass_report.report(config)
+    assert 1 <= len(rep.loops) <= 2 * copies, sass_report.format_row(rep)

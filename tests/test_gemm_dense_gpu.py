@@ -237,8 +237,9 @@ def test_two_warpgroup_tiles_lane_held_scales(monkeypatch: pytest.MonkeyPatch, t
 
 
 # Tiles that may start at more than two offsets inside a B scale block take the boundary at run
-# time (fp8_gemm.cuh, kRuntimeScaleBoundary): N spans every offset the width can start at (8 tiles),
-# with a partial last tile; one- and two-warpgroup tiles, A shared, the overlapped decode loop.
+# time (fp8_gemm.cuh, kRuntimeScaleBoundary): N spans every offset the width can start at (8 tiles
+# of 80-160, 4 of 96 at 128 rows), mostly with a partial last tile; one- and two-warpgroup tiles,
+# A shared, the overlapped decode loop.
 RUNTIME_BOUNDARY = [((128, 144, "none"), (300, 8 * 144 + 40, 1024)),
                     ((128, 112, "none"), (129, 8 * 112 + 8, 640)),
                     ((128, 160, "a"), (256, 8 * 160, 2048)),

@@ -146,9 +146,9 @@ struct GemmTraits {
     // 4096x32768x512 130.9 -> 128.7 us, 4096x24576x1536 240.1 -> 239.2, 4096x7168x2048 93.2 / 93.3.
     // Not with ring rounds (K >= 32 blocks, where one tile start matters least): ptxas then spills
     // 8 B in their peeled last K block. Not for one-chain tiles: peeled, masked shapes gained
-    // 0-0.5% and contiguous lost 0.2-0.4%, and 640x7168x2048 (128x96: three B-scale-boundary copies
-    // of the loop, each now with a peeled block) lost 2.7%; hence also only one copy of the loop
-    // (kOneScaleBlock: 256x32/64/128).
+    // 0-0.5% and contiguous lost 0.2-0.4%, and 640x7168x2048 (128x96, then three B-scale-boundary
+    // copies of the loop, each with a peeled block) lost 2.7%. Only tiles inside one scale block
+    // (256x32/64/128) were measured; 256x96 (one copy since the boundary is a run-time value) was not.
     static constexpr bool kFirstKBlockStarts =
         kOverlapDepth == 1 && kChains == 2 && !kRingRounds && kOneScaleBlock;
     // NOTES: setmaxnreg moves registers inside the CTA's launch allocation (168 x 384 with two
@@ -236,6 +236,9 @@ struct RuntimeBoundary {
 template <int V>
 FP8GEMM_DEVICE int boundary_column(Int<V>) { return V; }
 FP8GEMM_DEVICE int boundary_column(RuntimeBoundary b) { return b.column; }
+// Whether tiles of this boundary may take B scales from a second block (then its row is read too).
+template <class Cfg, int kBoundary>
+constexpr bool kTakesTwoScaleBlocks = kBoundary == kRuntimeBoundary || kBoundary < Cfg::kBlockN;
 
 // Calls f(Int<kBoundary>{}), kBoundary being the first column of the tile starting at n_start
 // that takes the second B scale block (kBlockN when the whole tile takes one).
@@ -602,7 +605,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto run_overlapped = [&](const BScales& scales, int k_begin, int k_end, auto boundary, float first_b0,
                                   float first_b1) {
             constexpr int kBoundary = decltype(boundary)::value;
-            constexpr bool kTwoBlocks = kBoundary == kRuntimeBoundary || kBoundary < BN;
+            constexpr bool kTwoBlocks = kTakesTwoScaleBlocks<Cfg, kBoundary>;
             const int column = boundary_column(boundary);
             constexpr int kDepth = T::kOverlapDepth;
             float part[kDepth][T::kAccumRegs];
@@ -707,7 +710,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         auto run_k_blocks = [&](const Tile& tile, auto boundary, float first_b0, float first_b1,
                                 auto&& at_last_issue) {
             constexpr int kBoundary = decltype(boundary)::value;
-            constexpr bool kTwoBlocks = kBoundary == kRuntimeBoundary || kBoundary < BN;
+            constexpr bool kTwoBlocks = kTakesTwoScaleBlocks<Cfg, kBoundary>;
             const int column = boundary_column(boundary);
             const BScales scales = b_scale_rows<Cfg>(sb, tile);
             const int k_begin = T::kSplitK ? tile.k_block : 0;

@@ -191,7 +191,7 @@ def _store_slab_cols(block_n: int) -> int:
 # tiles 15.5 us, with 128x32 tiles 13.5 us. N = 80-112 (several B-scale boundary variants, narrow
 # wgmma): masked 4 x ~256 rows, N 7168 K 2048, 128x112 41 us against 128x128 33 us in equal waves.
 _N_EFFICIENCY = {16: 0.6, 32: 0.65, 48: 0.7, 64: 0.75, 80: 0.72, 96: 0.75, 112: 0.75, 128: 0.94, 144: 0.92,
-                 160: 0.96}
+                 160: 0.96, 192: 1.03}
 _M_EFFICIENCY = {64: 0.5, 128: 0.95, 256: 1.06}
 # NOTES: 64-row decode tiles whose pair of M blocks shares B (multicast "b", M = 65-128: the only
 # 64-row tiles with a partner block) are rated apart from the unshared ones, whose 0.5 the M <= 64
@@ -216,7 +216,8 @@ _OOB_ROW_US = 0.0015
 _SM_FLOPS_PER_US = 11.5e6
 
 
-def _k_block_us(block_m: int, block_n: int, shared_b: bool = False, rows_past_m: int = 0) -> float:
+def _k_block_us(block_m: int, block_n: int, shared_b: bool = False, rows_past_m: int = 0, *,
+                mid_m: bool = False) -> float:
     """Estimated time of one 128-deep K block of one tile on one SM, in microseconds.
 
     The larger of the tensor-core time (flops over the sustained per-SM rate times the shape's
@@ -224,12 +225,15 @@ def _k_block_us(block_m: int, block_n: int, shared_b: bool = False, rows_past_m:
     the H200 (deep rings, one wave, K = 7168) at ~0.08 us per K block plus the bytes at ~150 GB/s
     per SM: 64x32 0.16 us, 64x64 0.19 us, 128x32 0.19 us. shared_b: B multicast over a 64-row pair
     (half of B's bytes come from L2 per CTA). rows_past_m: rows of A's box past M (_OOB_ROW_US).
+    mid_m: past the decode rows, where most SMs load at once (_MID_M_SM_BYTES_PER_US).
     """
     m_efficiency = _SHARED_B_64_EFFICIENCY if shared_b and block_m == 64 else _M_EFFICIENCY[block_m]
     efficiency = _N_EFFICIENCY.get(block_n, 1.0) * m_efficiency
     compute = block_m * block_n * BLOCK_K * 2 / (_SM_FLOPS_PER_US * efficiency)
     b_rows = block_n / 2 if shared_b else block_n
     load = 0.08 + (block_m + b_rows) * BLOCK_K / 150e3 + _OOB_ROW_US * rows_past_m
+    if mid_m:
+        load = max(load, (block_m + b_rows) * BLOCK_K / _MID_M_SM_BYTES_PER_US)
     return max(compute, load)
 
 
@@ -321,28 +325,31 @@ def _measured_decode_tile(layout: str, m: int, n: int, k: int, num_sms: int) -> 
                  if (t.n, t.k, t.num_sms) == (n, k, num_sms) and t.min_m <= m <= t.max_m), None)
 
 
-# NOTES: a tile 80, 112 or 144 wide starts at any of 8 offsets inside a scale block, so its kernel
-# holds 8 B-scale-boundary variants of the main loop, and neighbouring tiles run different ones.
-# Per 128 columns they run 10-25% slower than 128- and 160-wide tiles on the twenty-first session's
-# mid-M sweeps (M = 256-1024, tools/decode_sweep.py), most where tiles are short in K: 640x7168x2048
-# 128x144 22.9 us against 128x160 20.7 (the same 2 waves, 10% more work each). A fixed cost per tile
-# fits that better than a lower efficiency, which also moved long-K shapes where 144 is the right
-# pick (640x7168x16384: 128x144 with A shared 123.0 us, 128x160 130.1). Fitted on those sweeps with
-# the decode sweeps (M = 64-128): mean loss against each shape's best 0.87% -> 0.71%, worst 24% ->
-# 12%; it moves 31 of 924 dense shapes of M = 129-8192 over 14 DeepSeek-V3 N x K, all off 128x144.
-# Checked on the H200 (tools/ab_kernel.py) on 11 of them: see BENCHMARKS.md, eleventh session.
-# The cause was the instruction cache (ncu, twenty-second session), and these kernels now keep one
-# copy of the loop (fp8_gemm.cuh, kRuntimeScaleBoundary): 640x7168x2048 128x144 23.2 -> 18.3 us,
-# level with the tiles this charge picks instead (128x96 18.1). The charge is kept until a sweep
-# refits it; it now only breaks near-ties.
-_MANY_BOUNDARIES_TILE_US = 0.5
+# NOTES: what a mid-M tile (M > MAX_SPLIT_K_ROWS) costs beyond _k_block_us's estimate, fitted on the
+# twenty-third session's sweep (H200, CUPTI, L2 flushed, two runs averaged: M = 256-3072 and 4096 /
+# 6144 over eight DeepSeek-V3 N x K, every tile the model rated within 30% of its best plus the
+# 80-160-wide 128-row tiles, 999 timed; build/s23 is not kept, docs/bench/session23_2026-11-30.json is):
+# - A 256-row tile pays _TWO_CHAIN_TILE_US per tile (its epilogue stages 64 KB with both warpgroups'
+#   tensor cores idle, and its last K block runs two chains): where tiles are short in K, 128x192 wins
+#   (1024x32768x512: 256x128 35.1 us, 128x192 33.2; 4096x24576x1536: 238.0 / 232.2).
+# - Loads are bounded by _MID_M_SM_BYTES_PER_US per SM as well: with most SMs loading at once the L2
+#   hands each ~82 GB/s (320x1536x7168: 128x48 15.0 us, 0.27 us per K block of 22 KB; 64x64 11.3 us,
+#   0.20 per 16 KB), where the decode estimate (0.08 us + bytes at 150 GB/s) rated 128x48 faster.
+# - 128x192 reads the least per flop of the 128-row tiles: _N_EFFICIENCY[192] 1.03.
+# - The former per-tile charge of 80-, 112- and 144-wide tiles (0.5 us: their kernels held 8 copies of
+#   the main loop until kRuntimeScaleBoundary) fits no better than 0 now and is gone.
+# Over the swept M = 256-3072 shapes the picks went from 1.34% slower than each shape's best tile on
+# average (32.6% at worst: 320x1536x7168) to 0.45% (4.8%). Of shapes.json, 4096x24576x1536 moves to
+# 128x192 B (2.5% faster in the sweep) and 4096x32768x512 too (0.7% slower in one sample: a tie).
+_TWO_CHAIN_TILE_US = 0.7
+_MID_M_SM_BYTES_PER_US = 82e3
 
 
-def _tile_overhead_us(layout: str, m: int, block_n: int) -> float:
-    """A per-tile cost beyond the K blocks (see _MANY_BOUNDARIES_TILE_US). Dense past the decode
-    rows only, where it was fitted: the decode and grouped picks were fitted without it."""
-    many = block_n >= 80 and BLOCK_K // math.gcd(block_n, BLOCK_K) >= 8
-    return _MANY_BOUNDARIES_TILE_US if many and layout == "dense" and m > MAX_SPLIT_K_ROWS else 0.0
+def _tile_overhead_us(m: int, block_m: int) -> float:
+    """A per-tile cost beyond the K blocks: 256-row tiles past the decode rows (see _TWO_CHAIN_TILE_US).
+    The decode picks (M <= MAX_SPLIT_K_ROWS, where 256-row tiles are not candidates) were fitted
+    without it."""
+    return _TWO_CHAIN_TILE_US if block_m == 256 and m > MAX_SPLIT_K_ROWS else 0.0
 
 
 def _num_tiles(layout: str, m: int, n_blocks: int, block_m: int, num_groups: int) -> int:
@@ -466,6 +473,7 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     if layout == "dense" and m <= MAX_SPLIT_K_ROWS:
         split_options += [s for s in range(2, MAX_K_SPLITS + 1)
                           if math.ceil(num_k_blocks / s) >= 4 and k_split_sizes(num_k_blocks, s)[-1] > 0]
+    mid_m = layout == "dense" and m > MAX_SPLIT_K_ROWS   # _MID_M_SM_BYTES_PER_US
     best = None
     for block_m in BLOCK_M_CANDIDATES:
         if block_m > 64 and m <= 64:
@@ -523,9 +531,8 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                 rows_past_m = 0
                 if layout == "dense" and 64 < m < block_m:
                     rows_past_m = -m % SHORT_BOX_ROWS_A
-                k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m)
-                tile_us = (math.ceil(num_k_blocks / k_splits) * k_block_us
-                           + _tile_overhead_us(layout, m, block_n))
+                k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m, mid_m=mid_m)
+                tile_us = math.ceil(num_k_blocks / k_splits) * k_block_us + _tile_overhead_us(m, block_m)
                 cost = waves * tile_us + _split_k_overhead_us(k_splits, block_m, block_n)
                 key = (cost, k_splits, -block_m, -block_n, shared_b)
                 if best is None or key < best[0]:

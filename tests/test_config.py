@@ -404,19 +404,33 @@ def test_dense_tiles_share_only_where_each_cta_runs_many_k_blocks() -> None:
         assert c.multicast != "none", (m, n, k)
 
 
-def test_tiles_with_eight_boundary_variants_pay_per_tile_past_the_decode_rows() -> None:
+def test_two_chain_tiles_pay_per_tile_past_the_decode_rows() -> None:
     from fp8gemm.config import _tile_overhead_us
 
-    # 80, 112, 144 (and 176, which spans three scale blocks: never a candidate) start at 8 offsets
-    # inside a scale block; 96/160 at 4, 64/192 at 2
-    paying = [bn for bn in range(16, 193, 16) if _tile_overhead_us("dense", 640, bn) > 0]
-    assert paying == [80, 112, 144, 176] and not spans_at_most_two_scale_blocks(176)
-    assert _tile_overhead_us("dense", 128, 144) == 0.0          # decode picks were fitted without it
-    assert _tile_overhead_us("masked", 640, 144) == _tile_overhead_us("contiguous", 640, 144) == 0.0
-    # H200 (BENCHMARKS.md, eleventh session): short K moves off 144 (640x7168x2048 128x144 23.2 us,
-    # 128x160 20.6; 705x3072x1536 12.8 / 10.3), long K keeps it (640x7168x16384 128x144 A 123.0 us,
-    # 128x160 130.1)
-    assert select_config("dense", 640, 7168, 2048, 1, 132).block_n != 144
-    assert select_config("dense", 705, 3072, 1536, 1, 132).block_n != 144
-    c = select_config("dense", 640, 7168, 16384, 1, 132)
-    assert (c.block_m, c.block_n, c.multicast) == (128, 144, "a")
+    # only 256-row tiles, only past the decode rows (the decode picks were fitted without it)
+    assert _tile_overhead_us(640, 256) > 0
+    assert _tile_overhead_us(640, 128) == _tile_overhead_us(640, 64) == _tile_overhead_us(128, 256) == 0.0
+    # H200, CUPTI, same run, inputs redrawn (BENCHMARKS.md, thirteenth session): where tiles are short
+    # in K, 128x192 beats 256x128 (4096x24576x1536 238.3 -> 230.2 us, 768x32768x512 26.4 -> 25.3,
+    # 1536x7168x4096 74.9 -> 73.5); long K keeps 256x128 (4096x7168x16384: 128x192 B 3% slower)
+    for m, n, k in [(4096, 24576, 1536), (768, 32768, 512), (1536, 7168, 4096)]:
+        c = select_config("dense", m, n, k, 1, 132)
+        assert (c.block_m, c.block_n) == (128, 192), (m, n, k)
+    for m, n, k in [(4096, 7168, 16384), (4096, 4096, 7168), (4096, 7168, 2048)]:
+        assert select_config("dense", m, n, k, 1, 132).block_m == 256, (m, n, k)
+
+
+def test_mid_m_loads_are_bounded_by_the_l2_share_of_each_sm() -> None:
+    from fp8gemm.config import _k_block_us
+
+    # with most SMs loading at once each gets ~82 GB/s: 128x48 (22 KB per K block) ran 0.27 us per K
+    # block on 320x1536x7168, 64x64 (16 KB) 0.20; the decode estimate rated 128x48 faster
+    assert _k_block_us(128, 48, mid_m=True) > _k_block_us(64, 64, mid_m=True)
+    assert _k_block_us(128, 48) < _k_block_us(64, 64)          # the decode rows keep their fit
+    # H200, same run: 320x1536x7168 128x48 15.0 us -> 64x64 11.4, 832x576x7168 128x32 12.6 -> 64x64 11.2
+    for m, n, k in [(320, 1536, 7168), (832, 576, 7168)]:
+        c = select_config("dense", m, n, k, 1, 132)
+        assert (c.block_m, c.block_n) == (64, 64), (m, n, k)
+    # grouped layouts were fitted apart and keep their picks
+    c = select_config("masked", 512, 2112, 7168, 4, 132)
+    assert (c.block_m, c.block_n) == (128, 64)

@@ -104,7 +104,8 @@ def _sass_of(config) -> str:
     ("dense", 128, 32768, 512, 1, True),     # 4 K blocks, 5 stages
     ("masked", 64, 7168, 512, 16, True),
     ("dense", 64, 4096, 7168, 1, False),     # 56 K blocks, 17 stages
-    ("dense", 4096, 32768, 512, 1, False),   # 256x128: 4 K blocks, 3 stages
+    ("dense", 4096, 32768, 512, 1, True),    # 128x192: 4 K blocks, 4 stages
+    ("dense", 4096, 7168, 2048, 1, False),   # 256x128: 16 K blocks, 3 stages
     ("contiguous", 32768, 7168, 2048, 4, False),
 ])
 def test_b_scales_prefetched_only_where_the_ring_holds_a_tile(layout, m, n, k, groups, prefetches) -> None:

@@ -326,21 +326,24 @@ def _measured_decode_tile(layout: str, m: int, n: int, k: int, num_sms: int) -> 
 
 
 # NOTES: what a mid-M tile (M > MAX_SPLIT_K_ROWS) costs beyond _k_block_us's estimate, fitted on the
-# twenty-third session's sweep (H200, CUPTI, L2 flushed, two runs averaged: M = 256-3072 and 4096 /
-# 6144 over eight DeepSeek-V3 N x K, every tile the model rated within 30% of its best plus the
-# 80-160-wide 128-row tiles, 999 timed; build/s23 is not kept, docs/bench/session23_2026-11-30.json is):
-# - A 256-row tile pays _TWO_CHAIN_TILE_US per tile (its epilogue stages 64 KB with both warpgroups'
-#   tensor cores idle, and its last K block runs two chains): where tiles are short in K, 128x192 wins
-#   (1024x32768x512: 256x128 35.1 us, 128x192 33.2; 4096x24576x1536: 238.0 / 232.2).
+# twenty-third session's sweep (H200, CUPTI, L2 flushed; M = 256-3072 twice, 4096 / 6144 once, over
+# eight DeepSeek-V3 N x K; every tile the model rated within 30% of its best plus the 80-160-wide
+# 128-row tiles, 999 timed; docs/bench/session23_2026-11-30.json, BENCHMARKS.md thirteenth session):
+# - A 256-row tile pays _TWO_CHAIN_TILE_US per tile (its epilogue stages 64 KB while the tensor cores
+#   idle): where tiles are short in K, 128x192 wins (1024x32768x512: 256x128 35.1 us, 128x192 33.2;
+#   4096x24576x1536: 238.0 / 232.2).
 # - Loads are bounded by _MID_M_SM_BYTES_PER_US per SM as well: with most SMs loading at once the L2
 #   hands each ~82 GB/s (320x1536x7168: 128x48 15.0 us, 0.27 us per K block of 22 KB; 64x64 11.3 us,
 #   0.20 per 16 KB), where the decode estimate (0.08 us + bytes at 150 GB/s) rated 128x48 faster.
-# - 128x192 reads the least per flop of the 128-row tiles: _N_EFFICIENCY[192] 1.03.
+# - 128x192 reads the least per flop of the 128-row tiles: _N_EFFICIENCY[192] 1.03 (for every layout:
+#   it also moves contiguous 2 x 1024 rows, N 7168, from 128x128 B to 128x192 B, 2.4-4.1% faster).
 # - The former per-tile charge of 80-, 112- and 144-wide tiles (0.5 us: their kernels held 8 copies of
 #   the main loop until kRuntimeScaleBoundary) fits no better than 0 now and is gone.
 # Over the swept M = 256-3072 shapes the picks went from 1.34% slower than each shape's best tile on
-# average (32.6% at worst: 320x1536x7168) to 0.45% (4.8%). Of shapes.json, 4096x24576x1536 moves to
-# 128x192 B (2.5% faster in the sweep) and 4096x32768x512 too (0.7% slower in one sample: a tie).
+# average (32.6% at worst: 320x1536x7168) to 0.46% (4.8%). 25 moved dense picks timed against the old
+# ones (same run, inputs redrawn, medians of 5): 21 faster, up to 24%, 4 up to 1% slower. Of
+# shapes.json, 4096x24576x1536 moves to 128x192 B (238.3 -> 230.2 us) and 4096x32768x512 too (126.9
+# -> 127.9: a near tie, 0.7% in the sweep too).
 _TWO_CHAIN_TILE_US = 0.7
 _MID_M_SM_BYTES_PER_US = 82e3
 

@@ -412,7 +412,7 @@ def test_two_chain_tiles_pay_per_tile_past_the_decode_rows() -> None:
     assert _tile_overhead_us(640, 128) == _tile_overhead_us(640, 64) == _tile_overhead_us(128, 256) == 0.0
     # H200, CUPTI, same run, inputs redrawn (BENCHMARKS.md, thirteenth session): where tiles are short
     # in K, 128x192 beats 256x128 (4096x24576x1536 238.3 -> 230.2 us, 768x32768x512 26.4 -> 25.3,
-    # 1536x7168x4096 74.9 -> 73.5); long K keeps 256x128 (4096x7168x16384: 128x192 B 3% slower)
+    # 1536x7168x4096 74.9 -> 73.5); long K keeps 256x128 (4096x7168x16384: 128x192 B 6% slower in the sweep)
     for m, n, k in [(4096, 24576, 1536), (768, 32768, 512), (1536, 7168, 4096)]:
         c = select_config("dense", m, n, k, 1, 132)
         assert (c.block_m, c.block_n) == (128, 192), (m, n, k)

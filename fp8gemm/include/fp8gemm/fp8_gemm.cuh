@@ -174,6 +174,18 @@ struct GemmTraits {
     // removed a spill and so allowed ring rounds, the two together were 0.8-1.4% slower than
     // neither (4096x7168x2048 93.0 -> 93.7 us, 4096x24576x1536 238.2 -> 241.6; same run, 2026-11-30).
     static constexpr bool kEpilogueAddressesPerTile = kWideMasked;
+    // NOTES: masked one-chain tiles fetch the next tile (the scheduler's walk over masked_m, with
+    // plain divisions, and the first B-scale loads) right after issuing their last K block's wgmma,
+    // while it runs, rather than between the main loop and the epilogue, where the tensor cores idle.
+    // H200, tools/ab_kernel.py, same run, inputs redrawn, medians of 7: 14 masked cases (the reference
+    // rows of the seven non-wide masked shapes and seven other draws) +0.0% to +2.7%, none slower
+    // (4 x 256 N 7168 K 2048 31.4 -> 30.8 us, 1 x 1024 N 4096 45.0 -> 44.6); against this commit's
+    // parent's exact kernels, 9 rounds, same inputs and redrawn: +0.1-0.7% on masked N 4096, +2.0-2.2%
+    // on 4 x 256 N 7168 K 2048. The same for dense 128x192 tiles lost 0.8-5% (4096x32768x512 127.8 ->
+    // 134.4; their fetch is short, and the last K block's stage release waits behind it), masked
+    // 128x192 B 0.5%, and the contiguous kernel spilled.
+    static constexpr bool kFetchInLastBlock = Cfg::kLayout == GemmLayout::kMasked && !kWideMasked &&
+                                              kChains == 1 && kOverlapDepth == 1 && !kSplitK;
 
     static_assert(Cfg::kBlockM == 64 || Cfg::kBlockM == 128 || Cfg::kBlockM == 256, "64-row chains");
     static_assert(Cfg::kStages >= kOverlapDepth, "an overlapped round holds kOverlapDepth stages at once");
@@ -702,11 +714,13 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         };
         // Two chains per warpgroup: the first chain's output is staged during the last K block.
         constexpr bool kEarlyStage = T::kChains == 2 && !T::kSplitK;
+        // The last K block is peeled where it does more than the others (at_last_issue).
+        constexpr bool kPeelLast = kEarlyStage || T::kFetchInLastBlock;
 
         // One tile's main loop, for B scales that switch to the second block at column kBoundary.
         // first_b0/first_b1: the B scales of its first K block, loaded before (see below).
         // at_last_issue: what the tile's last K block does while its last chain's wgmma run
-        // (kEarlyStage only).
+        // (kPeelLast only: stage chain 0's output, or fetch the next tile).
         auto run_k_blocks = [&](const Tile& tile, auto boundary, float first_b0, float first_b1,
                                 auto&& at_last_issue) {
             constexpr int kBoundary = decltype(boundary)::value;
@@ -725,7 +739,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // B scales: lane-held (T::kLaneScales), else read one K block ahead (global, L1/L2
             // hits), so that their latency hides behind a whole K block.
             float next_b0 = first_b0, next_b1 = first_b1;
-            // One K block; the tile's last (kLast) also stages chain 0's output (kEarlyStage), its first
+            // One K block; the tile's last (kLast) also runs at_last_issue (kPeelLast), its first
             // (kFirst) starts the sums.
             auto k_block = [&](int kb, auto last, auto first) {
                 constexpr bool kLast = decltype(last)::value;
@@ -752,7 +766,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                     issue_chain<Cfg>(partial,
                                      desc_a0 + ((stage * L::kABytes + c * T::kNumMathWarpgroups * 64 * kBlockK) >> 4),
                                      desc_b0 + ((stage * L::kBBytes) >> 4));
-                    if (kEarlyStage && kLast && c == 1) at_last_issue();
+                    if (kPeelLast && kLast && c == T::kChains - 1) at_last_issue();
                     const float s00 = scale_a0 * scale_b0, s10 = scale_a1 * scale_b0;
                     const float s01 = scale_a0 * scale_b1, s11 = scale_a1 * scale_b1;
                     ptx::wgmma_wait<0>();
@@ -782,7 +796,7 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 // and A-scale addresses are constants (the stage is assigned a constant before each
                 // K block). The K blocks before the ring comes round to stage 0, and those after its
                 // last whole round, run the general code.
-                const int k_body_end = kEarlyStage ? k_end - 1 : k_end;
+                const int k_body_end = kPeelLast ? k_end - 1 : k_end;
 #pragma unroll 1
                 for (; kb < k_body_end && stage != 0; ++kb) k_block(kb, Int<0>{}, Int<0>{});
 #pragma unroll 1
@@ -795,9 +809,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 }
 #pragma unroll 1
                 for (; kb < k_body_end; ++kb) k_block(kb, Int<0>{}, Int<0>{});
-                if constexpr (kEarlyStage) k_block(k_end - 1, Int<1>{}, Int<0>{});
-            } else if constexpr (kEarlyStage) {
-                // NOTES: the last K block is peeled, so that the staging stays out of the loop's code.
+                if constexpr (kPeelLast) k_block(k_end - 1, Int<1>{}, Int<0>{});
+            } else if constexpr (kPeelLast) {
+                // NOTES: the last K block is peeled, so that at_last_issue stays out of the loop's code.
                 for (; kb + 1 < k_end; ++kb) k_block(kb, Int<0>{}, Int<0>{});
                 k_block(k_end - 1, Int<1>{}, Int<0>{});
             } else {
@@ -940,6 +954,8 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         Tile tile;
         bool more = fetch_tile(tile);
         while (more) {
+            Tile next;   // T::kFetchInLastBlock: fetched during the last K block (fetched)
+            bool next_more = false, fetched = false;
             // Sums start at zero, or with the tile's first K block (T::kFirstKBlockStarts). A
             // warpgroup that idles through a tile (below) stores nothing: its sums may hold anything.
             if constexpr (!T::kFirstKBlockStarts) {
@@ -987,8 +1003,13 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
                 // Fetching the next tile there as well was 1.2-1.8% slower than staging alone.
                 with_scale_boundary<Cfg>(tile.n_block * BN, [&](auto boundary) {
                     run_k_blocks(tile, boundary, first_b0, first_b1, [&]() {
-                        claim_staging();
-                        stage_output<Cfg>(acc[0], staging(0), warp, lane);
+                        if constexpr (kEarlyStage) {
+                            claim_staging();
+                            stage_output<Cfg>(acc[0], staging(0), warp, lane);
+                        } else if constexpr (T::kFetchInLastBlock) {
+                            next_more = fetch_tile(next);
+                            fetched = true;
+                        }
                     });
                 });
                 first_staged = kEarlyStage;
@@ -997,9 +1018,16 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
             // global reads (grouped layouts) and the first B-scale loads (an L2 round trip that
             // the first K block would otherwise wait for) overlap the stores: 1.5-2.5% on the
             // dense M = 4096 shapes (H200, tools/ab_kernel.py).
-            Tile finished = tile;
-            more = fetch_tile(tile);
-            store_tile(finished, last_row_group, first_staged);
+            if constexpr (T::kFetchInLastBlock) {
+                if (!fetched) next_more = fetch_tile(next);   // a warpgroup that idled through the tile
+                store_tile(tile, last_row_group, first_staged);
+                tile = next;
+                more = next_more;
+            } else {
+                Tile finished = tile;
+                more = fetch_tile(tile);
+                store_tile(finished, last_row_group, first_staged);
+            }
         }
         if (thread == 0) ptx::tma_store_wait<0>();
         __syncwarp();

@@ -350,8 +350,7 @@ _MID_M_SM_BYTES_PER_US = 82e3
 
 def _tile_overhead_us(m: int, block_m: int) -> float:
     """A per-tile cost beyond the K blocks: 256-row tiles past the decode rows (see _TWO_CHAIN_TILE_US).
-    The decode picks (M <= MAX_SPLIT_K_ROWS, where 256-row tiles are not candidates) were fitted
-    without it."""
+    The decode picks (M <= MAX_SPLIT_K_ROWS, none of them a 256-row tile) were fitted without it."""
     return _TWO_CHAIN_TILE_US if block_m == 256 and m > MAX_SPLIT_K_ROWS else 0.0
 
 

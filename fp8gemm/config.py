@@ -456,6 +456,27 @@ def _multicast(layout: str, block_m: int, block_n: int, n_blocks: int, rows: int
     return "b"
 
 
+def tile_cost_us(layout: str, m: int, n: int, k: int, block_m: int, block_n: int, num_groups: int = 1,
+                 num_sms: int = 132, *, k_splits: int = 1, shared_b: bool = False) -> float:
+    """The model's estimate of a candidate's time (waves x tile time, plus split-K's handoff), in
+    microseconds: what select_config minimises. It ranks candidates; it does not predict times."""
+    n_blocks = math.ceil(n / block_n)
+    tiles = _num_tiles(layout, m, n_blocks, block_m, num_groups)
+    # Clusters of k_splits CTAs run side by side, num_sms // k_splits at a time.
+    waves = math.ceil(tiles / (num_sms // k_splits))
+    # Decode shapes of 65-128 rows pay for the rows of A's last box past M: a tile that holds all of M
+    # loads only the rows inside it, rounded up (codegen.tma_boxes), and a last block that would reach
+    # past M starts earlier (fp8_gemm.cuh, tile_first_row), so only the rounding is left. (Below 65 rows
+    # every candidate is one 64-row block, and the picks there were fitted without it.)
+    rows_past_m = 0
+    if layout == "dense" and 64 < m < block_m:
+        rows_past_m = -m % SHORT_BOX_ROWS_A
+    mid_m = layout == "dense" and m > MAX_SPLIT_K_ROWS   # _MID_M_SM_BYTES_PER_US
+    k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m, mid_m=mid_m)
+    tile_us = math.ceil(math.ceil(k / BLOCK_K) / k_splits) * k_block_us + _tile_overhead_us(m, block_m)
+    return waves * tile_us + _split_k_overhead_us(k_splits, block_m, block_n)
+
+
 @lru_cache(maxsize=4096)
 def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_sms: int = 132) -> GemmConfig:
     """Pick block sizes, stages and multicast for a problem.
@@ -475,7 +496,6 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
     if layout == "dense" and m <= MAX_SPLIT_K_ROWS:
         split_options += [s for s in range(2, MAX_K_SPLITS + 1)
                           if math.ceil(num_k_blocks / s) >= 4 and k_split_sizes(num_k_blocks, s)[-1] > 0]
-    mid_m = layout == "dense" and m > MAX_SPLIT_K_ROWS   # _MID_M_SM_BYTES_PER_US
     best = None
     for block_m in BLOCK_M_CANDIDATES:
         if block_m > 64 and m <= 64:
@@ -523,19 +543,8 @@ def select_config(layout: str, m: int, n: int, k: int, num_groups: int = 1, num_
                     continue
                 if max_stages(block_m, block_n, k_splits=k_splits) < 3:
                     continue
-                # Clusters of k_splits CTAs run side by side, num_sms // k_splits at a time.
-                waves = math.ceil(tiles / (num_sms // k_splits))
-                # Decode shapes of 65-128 rows pay for the rows of A's last box past M: a tile that
-                # holds all of M loads only the rows inside it, rounded up (codegen.tma_boxes), and
-                # a last block that would reach past M starts earlier (fp8_gemm.cuh,
-                # tile_first_row), so only the rounding is left. (Below 65 rows every candidate is
-                # one 64-row block, and the picks there were fitted without it.)
-                rows_past_m = 0
-                if layout == "dense" and 64 < m < block_m:
-                    rows_past_m = -m % SHORT_BOX_ROWS_A
-                k_block_us = _k_block_us(block_m, block_n, shared_b, rows_past_m, mid_m=mid_m)
-                tile_us = math.ceil(num_k_blocks / k_splits) * k_block_us + _tile_overhead_us(m, block_m)
-                cost = waves * tile_us + _split_k_overhead_us(k_splits, block_m, block_n)
+                cost = tile_cost_us(layout, m, n, k, block_m, block_n, num_groups, num_sms,
+                                    k_splits=k_splits, shared_b=shared_b)
                 key = (cost, k_splits, -block_m, -block_n, shared_b)
                 if best is None or key < best[0]:
                     best = (key, block_m, block_n, tiles, k_splits, shared_b)

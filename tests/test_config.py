@@ -434,3 +434,15 @@ def test_mid_m_loads_are_bounded_by_the_l2_share_of_each_sm() -> None:
     # grouped layouts were fitted apart and keep their picks
     c = select_config("masked", 512, 2112, 7168, 4, 132)
     assert (c.block_m, c.block_n) == (128, 64)
+
+
+def test_select_config_minimises_the_tile_cost() -> None:
+    from fp8gemm.config import tile_cost_us
+
+    # The pick's model cost is the least of the unsplit, unshared candidates the pick was chosen from
+    # (mid-size dense M: no split-K, no shared 64-row B), and the pruned sweeps rank by the same cost.
+    for m, n, k in [(320, 1536, 7168), (1024, 32768, 512), (4096, 7168, 16384), (768, 4096, 7168)]:
+        pick = select_config("dense", m, n, k, 1, 132)
+        pick_cost = tile_cost_us("dense", m, n, k, pick.block_m, pick.block_n)
+        for bm, bn in [(64, 64), (128, 48), (128, 128), (128, 160), (128, 192), (256, 128)]:
+            assert pick_cost <= tile_cost_us("dense", m, n, k, bm, bn), (m, n, k, bm, bn)

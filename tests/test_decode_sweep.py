@@ -40,3 +40,20 @@ def test_mid_size_m_sweeps_the_prefill_tiles_and_their_multicast() -> None:
         assert {256, 128} <= {bm for bm, *_ in cands}
         pick = select_config("dense", m, n, k, 1, 132)     # the pick is among the candidates
         assert (pick.block_m, pick.block_n, pick.k_splits, pick.multicast) in cands, (m, n, k)
+
+
+def test_near_model_keeps_the_models_best_and_the_pick() -> None:
+    from fp8gemm.config import select_config, tile_cost_us
+
+    m, n, k = 1024, 32768, 512
+    cands = decode_sweep.candidates(m, n, k, 132, max_waves=10**6)
+    assert (128, 192, 1, "none") not in decode_sweep.candidates(m, n, k, 132)   # 11 waves: past the default
+    near = decode_sweep.near_model(m, n, k, cands, 0.1, 132)
+    assert 0 < len(near) < len(cands) and set(near) <= set(cands)
+    costs = {c: tile_cost_us("dense", m, n, k, c[0], c[1], 1, 132, k_splits=c[2]) for c in cands}
+    best = min(costs.values())
+    assert all(costs[c] <= best * 1.1 for c in near) and min(cands, key=costs.get) in near
+    pick = select_config("dense", m, n, k, 1, 132)
+    assert (pick.block_m, pick.block_n, pick.k_splits, pick.multicast) in near
+    # within 0 of the best: only tiles tied with it, and the pick
+    assert len(decode_sweep.near_model(m, n, k, cands, 0.0, 132)) <= len(near)

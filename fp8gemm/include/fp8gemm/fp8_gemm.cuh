@@ -954,7 +954,9 @@ FP8GEMM_DEVICE void fp8_gemm_kernel(const TensorMap& tmap_a, const TensorMap& tm
         Tile tile;
         bool more = fetch_tile(tile);
         while (more) {
-            Tile next;   // T::kFetchInLastBlock: fetched during the last K block (fetched)
+            // T::kFetchInLastBlock: the next tile, fetched during the last K block (`fetched` says
+            // whether that block ran: a warpgroup that idles through the tile fetches after it).
+            Tile next;
             bool next_more = false, fetched = false;
             // Sums start at zero, or with the tile's first K block (T::kFirstKBlockStarts). A
             // warpgroup that idles through a tile (below) stores nothing: its sums may hold anything.
